@@ -1,0 +1,66 @@
+# caspian — build, run, test, bench. `make run` and `make test` work on a bare
+# Debian machine: they install the system packages and a venv themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# System tools the product and its integration tests drive.
+APT_PACKAGES := iproute2 ethtool iperf3 bird2 procps
+# Commands that prove the packages above are present (skip apt when they are).
+APT_PROBES   := ip ethtool iperf3 bird ps
+PYTEST_ARGS ?=
+
+.PHONY: all deps system-deps venv build debug run test unit integration bench clean
+
+all: build
+
+system-deps:
+	@missing=""; for c in $(APT_PROBES); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "caspian: installing system packages (missing:$$missing)"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	@# bird2's package enables a system-wide daemon; caspian starts its own per router.
+	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet bird 2>/dev/null; then systemctl disable --now bird >/dev/null 2>&1 || true; fi
+
+$(VENV)/.deps: requirements.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip >/dev/null
+	$(PIP) install -q -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.deps
+
+deps: system-deps venv
+
+# In-place build of the compiled engine plus an editable install (console script `caspian`).
+build: deps
+	$(PY) setup.py -q build_ext --inplace
+	@$(PIP) install -q --no-build-isolation --no-deps -e . >/dev/null
+
+debug: deps
+	CASPIAN_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+
+run: build
+	$(VENV)/bin/caspian run $(SCENARIO)
+
+# pytest exit 5 means "no tests collected": that must fail, never pass silently.
+test: build
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+unit: build
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: build
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: build
+	$(VENV)/bin/caspian bench
+
+clean:
+	rm -rf build *.egg-info emulator/*.so cext/*.c cext/*.html .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

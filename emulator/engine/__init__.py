@@ -1,0 +1,1 @@
+"""Engine layer: configures and controls the compiled fast path (`emulator._engine`)."""

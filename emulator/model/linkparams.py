@@ -1,0 +1,171 @@
+"""The parameters of one direction of an emulated link.
+
+`LinkParams` is the single typed form every layer shares: the scenario parser
+produces it, `caspian link set` edits it, the engine receives it as a plain
+dict (`to_engine()`). Units are in the field names (`delay_ns`, `rate_bps`).
+The per-packet order in which the engine applies these is netem's and is
+written down once, in `cext/direction.pxi`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.errors import InputError
+
+#: Jitter distributions the engine implements (netem's names).
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+
+#: Loss model kinds and the number of probabilities each takes
+#: (netem: `loss random P`, `loss gemodel p r 1-h 1-k`, `loss state p13 p31 p32 p23 p14`).
+LOSS_MODELS = {"none": 0, "random": 1, "gemodel": 4, "state": 5}
+
+#: Ethernet preamble + start delimiter (8 B) + inter-frame gap (12 B): what a frame
+#: costs on the wire beyond the bytes AF_PACKET hands us (FCS is added separately).
+DEFAULT_OVERHEAD_BYTES = 24  # 20 B preamble+IFG + 4 B FCS (AF_PACKET frames carry no FCS)
+
+#: netem's default queue limit, in packets.
+DEFAULT_LIMIT_PACKETS = 1000
+
+
+@dataclass(frozen=True)
+class LossModel:
+    """A packet-loss model: its kind and its probabilities, each in [0, 1].
+
+    - ``random``: ``(p,)`` independent (Bernoulli) loss.
+    - ``gemodel``: ``(p, r, 1-h, 1-k)`` Gilbert–Elliott with netem's meaning:
+      p = P(good→bad), r = P(bad→good), 1-h = loss in bad, 1-k = loss in good.
+    - ``state``: ``(p13, p31, p32, p23, p14)`` netem's 4-state Markov model.
+    """
+
+    kind: str = "none"
+    probabilities: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_MODELS:
+            raise InputError(
+                f"unknown loss model {self.kind!r}",
+                fix=f"use one of {', '.join(LOSS_MODELS)}",
+            )
+        want = LOSS_MODELS[self.kind]
+        if len(self.probabilities) != want:
+            raise InputError(
+                f"loss model {self.kind} takes {want} probabilities, got {len(self.probabilities)}"
+            )
+        for p in self.probabilities:
+            if not 0.0 <= p <= 1.0:
+                raise InputError(
+                    f"loss probability {p * 100:g}% is outside 0..100%",
+                    fix="give a percentage between 0% and 100%",
+                )
+
+    @property
+    def is_lossless(self) -> bool:
+        """True when this model can never drop a packet."""
+        if self.kind == "none":
+            return True
+        if self.kind == "random":
+            return self.probabilities[0] == 0.0
+        return False
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    """One direction of a link, in integer SI base units and probabilities in [0, 1]."""
+
+    delay_ns: int = 0
+    jitter_ns: int = 0
+    #: correlation of successive jitter samples, 0..1 (AR(1), variance kept)
+    jitter_correlation: float = 0.0
+    distribution: str = "uniform"
+    loss: LossModel = field(default_factory=LossModel)
+    duplicate: float = 0.0
+    corrupt: float = 0.0
+    #: probability that a packet skips the delay line (netem `reorder`);
+    #: any value > 0 also lets jitter reorder packets
+    reorder: float = 0.0
+    #: serialization rate in bit/s at L2 incl. overhead; 0 = unlimited
+    rate_bps: int = 0
+    overhead_bytes: int = DEFAULT_OVERHEAD_BYTES
+    #: queue limit: packets waiting for serialization (0 = none)
+    limit_packets: int = DEFAULT_LIMIT_PACKETS
+    limit_bytes: int = 0
+    #: Mahimahi capacity trace: delivery opportunities (1500 B each) in ms,
+    #: repeating; replaces `rate_bps` when non-empty
+    trace_ms: tuple[int, ...] = ()
+    #: engine PRNG seed for this direction; None = derived from the run seed
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("delay_ns", "jitter_ns", "rate_bps", "overhead_bytes", "limit_packets", "limit_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InputError(f"{name} must be an integer, got {value!r}")
+            if value < 0:
+                raise InputError(f"{name.rsplit('_', 1)[0]} is negative ({value})", fix="give a value >= 0")
+        for name in ("jitter_correlation", "duplicate", "corrupt", "reorder"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(
+                    f"{name} {value * 100:g}% is outside 0..100%", fix="give a percentage between 0% and 100%"
+                )
+        if self.distribution not in DISTRIBUTIONS:
+            raise InputError(
+                f"unknown jitter distribution {self.distribution!r}", fix=f"use one of {', '.join(DISTRIBUTIONS)}"
+            )
+        if list(self.trace_ms) != sorted(self.trace_ms) or any(t < 0 for t in self.trace_ms):
+            raise InputError("capacity trace times must be non-negative and non-decreasing")
+        if self.trace_ms and self.trace_ms[-1] <= 0:
+            raise InputError("capacity trace must end after 0 ms", fix="use a Mahimahi trace with times in ms")
+
+    def replace(self, **changes: Any) -> "LinkParams":
+        """A copy with `changes` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_engine(self) -> dict[str, Any]:
+        """The plain dict the compiled engine takes (no Python objects beyond numbers)."""
+        return {
+            "delay_ns": self.delay_ns,
+            "jitter_ns": self.jitter_ns,
+            "jitter_correlation": self.jitter_correlation,
+            "distribution": DISTRIBUTIONS.index(self.distribution),
+            "loss_kind": list(LOSS_MODELS).index(self.loss.kind),
+            "loss_p": list(self.loss.probabilities) + [0.0] * (5 - len(self.loss.probabilities)),
+            "duplicate": self.duplicate,
+            "corrupt": self.corrupt,
+            "reorder": self.reorder,
+            "rate_bps": self.rate_bps,
+            "overhead_bytes": self.overhead_bytes,
+            "limit_packets": self.limit_packets,
+            "limit_bytes": self.limit_bytes,
+            "trace_ms": list(self.trace_ms),
+        }
+
+    def describe(self) -> str:
+        """tc/netem-like words for this direction (`delay 1.91ms loss 0.001%`)."""
+        from emulator.model.units import format_percent, format_rate, format_time
+
+        words: list[str] = [f"delay {format_time(self.delay_ns)}"]
+        if self.jitter_ns:
+            words.append(f"jitter {format_time(self.jitter_ns)}")
+            if self.jitter_correlation:
+                words.append(f"correlation {format_percent(self.jitter_correlation)}")
+            words.append(f"distribution {self.distribution}")
+        if self.loss.kind == "random" and not self.loss.is_lossless:
+            words.append(f"loss {format_percent(self.loss.probabilities[0])}")
+        elif self.loss.kind in ("gemodel", "state"):
+            words.append(f"loss {self.loss.kind} " + " ".join(format_percent(p) for p in self.loss.probabilities))
+        for name in ("duplicate", "corrupt", "reorder"):
+            if getattr(self, name):
+                words.append(f"{name} {format_percent(getattr(self, name))}")
+        if self.trace_ms:
+            words.append(f"trace {len(self.trace_ms)} opportunities/{self.trace_ms[-1]}ms")
+        elif self.rate_bps:
+            words.append(f"rate {format_rate(self.rate_bps)}")
+        if self.limit_packets:
+            words.append(f"limit {self.limit_packets}")
+        if self.limit_bytes:
+            words.append(f"limit_bytes {self.limit_bytes}")
+        return " ".join(words)
