@@ -124,6 +124,22 @@ class LinkParams:
         """A copy with `changes` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (inverse of `from_dict`), used across processes."""
+        data = dataclasses.asdict(self)
+        data["loss"] = {"kind": self.loss.kind, "probabilities": list(self.loss.probabilities)}
+        data["trace_ms"] = list(self.trace_ms)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LinkParams":
+        """Rebuild LinkParams from `to_dict()` output (validated again)."""
+        fields = dict(data)
+        loss = fields.pop("loss", None) or {}
+        fields["loss"] = LossModel(loss.get("kind", "none"), tuple(loss.get("probabilities", ())))
+        fields["trace_ms"] = tuple(fields.get("trace_ms", ()))
+        return cls(**fields)
+
     def to_engine(self) -> dict[str, Any]:
         """The plain dict the compiled engine takes (no Python objects beyond numbers)."""
         return {

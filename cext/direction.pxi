@@ -1,0 +1,465 @@
+# One direction of one link: its state, its packets in flight and the
+# per-packet pipeline. THE ORDER OF THE PIPELINE IS WRITTEN DOWN HERE ONCE
+# (netem's order, see DESIGN.md "The fast path"):
+#   1 outage  2 loss  3 duplicate/corrupt  4 queue admission  5 rate
+#   6 delay + jitter  7 release in time order (engine.pyx)
+# The functions take the time as an argument and touch no socket, so the
+# offline mode drives exactly this code on a virtual clock.
+from libc.string cimport memcpy
+
+# Why a packet was dropped; every drop has exactly one reason.
+cdef enum:
+    DROP_OUTAGE = 0      # link cut
+    DROP_LOSS = 1        # loss model
+    DROP_QUEUE = 2       # queue limit (packets or bytes) exceeded
+    DROP_OVERFLOW = 3    # no free slot: more in flight than the engine holds
+    DROP_MALFORMED = 4   # runt (< 14 B) or larger than the link's max frame
+    DROP_SEND_ERROR = 5  # the kernel refused the frame on the way out (ENOBUFS...)
+    N_DROP_REASONS = 6
+
+DROP_REASON_NAMES = ("outage", "loss", "queue", "overflow", "malformed", "send_error")
+
+cdef enum:
+    ETH_HEADER_BYTES = 14
+
+# Gilbert–Elliott states and netem's 4-state model states.
+cdef enum:
+    GE_GOOD = 0
+    GE_BAD = 1
+    ST_TX_GAP = 1        # netem TX_IN_GAP_PERIOD
+    ST_TX_BURST = 2      # netem TX_IN_BURST_PERIOD
+    ST_LOST_BURST = 3    # netem LOST_IN_BURST_PERIOD
+    ST_LOST_GAP = 4      # netem LOST_IN_GAP_PERIOD
+
+# Pareto shape used for pareto jitter (iproute2's tables use the same).
+cdef double PARETO_ALPHA = 3.0
+
+
+cdef struct Counters:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t duplicated
+    uint64_t corrupted
+    uint64_t drop_packets[6]
+    uint64_t drop_bytes[6]
+    uint64_t in_flight
+
+
+cdef struct Slot:
+    int64_t release_ns
+    uint64_t seq           # arrival order: ties on release_ns keep FIFO order
+    int32_t length
+    int32_t reserved
+
+
+cdef struct Direction:
+    Params *params          # owned by the loop thread
+    Params *pending         # published by Python, taken by the loop (atomic swap)
+    int outage              # 1 while the link is cut (atomic)
+    Prng rng
+    # model state that survives parameter changes
+    int loss_state
+    double jitter_last      # last standardized jitter sample (correlation)
+    int64_t last_departure  # when the serializer is next free
+    int64_t last_release    # FIFO clamp when reordering is off
+    # capacity-trace position
+    int64_t trace_base_ns
+    int trace_idx
+    int64_t trace_left_bytes
+    Params *trace_of        # the Params the trace position belongs to
+    # backlog: packets not yet fully serialized (the queue the limit applies to)
+    int64_t *backlog_departure
+    int32_t *backlog_bytes
+    int backlog_head
+    int backlog_count
+    int64_t backlog_total_bytes
+    # packet pool: slots, frames, a free stack and a min-heap on (release, seq)
+    int capacity
+    int slot_bytes
+    Slot *slots
+    uint8_t *frames
+    int *free_stack
+    int free_top
+    int *heap
+    int heap_len
+    uint64_t next_seq
+    Counters counters
+
+
+cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t seed) noexcept nogil:
+    """Allocate a direction's pool. Frames are malloc'ed lazily by the OS: pages
+    of an idle link are never touched, so they cost no resident memory."""
+    cdef int i
+    d.capacity = capacity
+    d.slot_bytes = slot_bytes
+    d.slots = <Slot *>calloc(capacity, sizeof(Slot))
+    d.frames = <uint8_t *>malloc(<size_t>capacity * slot_bytes)
+    d.free_stack = <int *>malloc(capacity * sizeof(int))
+    d.heap = <int *>malloc(capacity * sizeof(int))
+    d.backlog_departure = <int64_t *>malloc(capacity * sizeof(int64_t))
+    d.backlog_bytes = <int32_t *>malloc(capacity * sizeof(int32_t))
+    if (d.slots == NULL or d.frames == NULL or d.free_stack == NULL or d.heap == NULL
+            or d.backlog_departure == NULL or d.backlog_bytes == NULL):
+        return -1
+    # Highest index on the bottom: slot 0 is used first and reused most (warm).
+    for i in range(capacity):
+        d.free_stack[i] = capacity - 1 - i
+    d.free_top = capacity
+    d.heap_len = 0
+    d.next_seq = 0
+    prng_seed(&d.rng, seed)
+    d.loss_state = GE_GOOD
+    d.jitter_last = 0.0
+    d.trace_of = NULL
+    return 0
+
+
+cdef void direction_free(Direction *d) noexcept nogil:
+    params_free(d.params)
+    params_free(<Params *>csp_xchg_ptr(<void **>&d.pending, NULL))
+    d.params = NULL
+    free(d.slots); free(d.frames); free(d.free_stack); free(d.heap)
+    free(d.backlog_departure); free(d.backlog_bytes)
+    d.slots = NULL; d.frames = NULL; d.free_stack = NULL; d.heap = NULL
+    d.backlog_departure = NULL; d.backlog_bytes = NULL
+
+
+cdef inline void direction_take_pending(Direction *d) noexcept nogil:
+    """Swap in parameters Python published; packets in flight keep their times."""
+    cdef Params *fresh = <Params *>csp_xchg_ptr(<void **>&d.pending, NULL)
+    if fresh != NULL:
+        params_free(d.params)
+        d.params = fresh
+
+
+# ---------------------------------------------------------------- heap
+
+cdef inline bint _earlier(Direction *d, int a, int b) noexcept nogil:
+    cdef Slot *x = &d.slots[a]
+    cdef Slot *y = &d.slots[b]
+    return x.release_ns < y.release_ns or (x.release_ns == y.release_ns and x.seq < y.seq)
+
+
+cdef inline void heap_push(Direction *d, int slot) noexcept nogil:
+    cdef int i = d.heap_len
+    cdef int parent
+    d.heap_len += 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not _earlier(d, slot, d.heap[parent]):
+            break
+        d.heap[i] = d.heap[parent]
+        i = parent
+    d.heap[i] = slot
+
+
+cdef inline int heap_pop(Direction *d) noexcept nogil:
+    cdef int top = d.heap[0]
+    cdef int last
+    cdef int i = 0
+    cdef int child
+    d.heap_len -= 1
+    if d.heap_len > 0:
+        last = d.heap[d.heap_len]
+        while True:
+            child = 2 * i + 1
+            if child >= d.heap_len:
+                break
+            if child + 1 < d.heap_len and _earlier(d, d.heap[child + 1], d.heap[child]):
+                child += 1
+            if not _earlier(d, d.heap[child], last):
+                break
+            d.heap[i] = d.heap[child]
+            i = child
+        d.heap[i] = last
+    return top
+
+
+cdef inline int64_t direction_next_release(Direction *d) noexcept nogil:
+    """Release time of the earliest packet in flight, or -1 when none."""
+    if d.heap_len == 0:
+        return -1
+    return d.slots[d.heap[0]].release_ns
+
+
+cdef inline uint8_t *slot_frame(Direction *d, int slot) noexcept nogil:
+    return d.frames + <size_t>slot * d.slot_bytes
+
+
+cdef inline void slot_release(Direction *d, int slot) noexcept nogil:
+    d.free_stack[d.free_top] = slot
+    d.free_top += 1
+
+
+# ---------------------------------------------------------------- stage 2: loss
+
+cdef inline bint loss_decision(Direction *d, Params *p) noexcept nogil:
+    """True when the loss model drops this packet (netem's sch_netem.c logic)."""
+    cdef double rnd
+    cdef int state
+    if p.loss_kind == LOSS_RANDOM:
+        return prng_chance(&d.rng, p.loss_p[0])
+    if p.loss_kind == LOSS_GEMODEL:
+        # p = P(G->B), r = P(B->G), 1-h = loss in B, 1-k = loss in G.
+        # As in netem, the transition is drawn first and the loss decision
+        # uses the state the packet found on arrival.
+        state = d.loss_state
+        if state == GE_GOOD:
+            if prng_uniform(&d.rng) < p.loss_p[0]:
+                d.loss_state = GE_BAD
+            return prng_uniform(&d.rng) < p.loss_p[3]
+        else:
+            if prng_uniform(&d.rng) < p.loss_p[1]:
+                d.loss_state = GE_GOOD
+            return prng_uniform(&d.rng) < p.loss_p[2]
+    if p.loss_kind == LOSS_STATE:
+        # loss_p = (p13, p31, p32, p23, p14); netem's a1..a5 = p13, p31, p32, p14, p23.
+        if d.loss_state < ST_TX_GAP or d.loss_state > ST_LOST_GAP:
+            d.loss_state = ST_TX_GAP
+        rnd = prng_uniform(&d.rng)
+        state = d.loss_state
+        if state == ST_TX_GAP:
+            if rnd < p.loss_p[4]:
+                d.loss_state = ST_LOST_GAP
+                return True
+            elif rnd < p.loss_p[4] + p.loss_p[0]:
+                d.loss_state = ST_LOST_BURST
+                return True
+            return False
+        elif state == ST_TX_BURST:
+            if rnd < p.loss_p[3]:
+                d.loss_state = ST_LOST_BURST
+                return True
+            return False
+        elif state == ST_LOST_BURST:
+            if rnd < p.loss_p[2]:
+                d.loss_state = ST_TX_BURST
+                return False
+            elif rnd > p.loss_p[1] + p.loss_p[2]:
+                d.loss_state = ST_TX_GAP
+                return False
+            return True
+        else:  # ST_LOST_GAP: one isolated loss, then back to the gap
+            d.loss_state = ST_TX_GAP
+            return False
+    return False
+
+
+# ---------------------------------------------------------------- stage 6: jitter
+
+cdef inline double jitter_standard(Direction *d, int distribution) noexcept nogil:
+    """A jitter sample with mean 0 and the distribution's unit scale:
+    uniform on [-1, 1] (netem: delay ± jitter), the others with std dev 1."""
+    cdef double u, pareto, xm
+    if distribution == DIST_NORMAL:
+        return prng_normal(&d.rng)
+    if distribution == DIST_PARETO or distribution == DIST_PARETONORMAL:
+        # Pareto(alpha=3, xm) has mean 1.5 xm and std xm*sqrt(3)/2: shift and
+        # scale it to mean 0, std 1 (heavy right tail: occasional late packets).
+        u = 1.0 - prng_uniform(&d.rng)
+        xm = 2.0 / sqrt(3.0)
+        pareto = xm * (u ** (-1.0 / PARETO_ALPHA)) - 1.5 * xm
+        if distribution == DIST_PARETO:
+            return pareto
+        # iproute2's paretonormal: a quarter normal, three quarters Pareto,
+        # renormalised to unit variance.
+        return (0.25 * prng_normal(&d.rng) + 0.75 * pareto) / sqrt(0.25 * 0.25 + 0.75 * 0.75)
+    return 2.0 * prng_uniform(&d.rng) - 1.0
+
+
+cdef inline int64_t jitter_sample_ns(Direction *d, Params *p) noexcept nogil:
+    cdef double fresh, rho, z
+    if p.jitter_ns <= 0:
+        return 0
+    fresh = jitter_standard(d, p.distribution)
+    rho = p.jitter_correlation
+    if rho > 0.0:
+        # AR(1) keeps the variance (netem's (1-rho)*u + rho*last shrinks it).
+        z = rho * d.jitter_last + sqrt(1.0 - rho * rho) * fresh
+    else:
+        z = fresh
+    d.jitter_last = z
+    return <int64_t>(z * p.jitter_ns)
+
+
+# ---------------------------------------------------------------- stage 5: rate
+
+cdef inline int64_t _trace_opportunity_ns(Direction *d, Params *p) noexcept nogil:
+    return d.trace_base_ns + p.trace_ns[d.trace_idx]
+
+
+cdef inline void _trace_next(Direction *d, Params *p) noexcept nogil:
+    d.trace_idx += 1
+    if d.trace_idx >= p.trace_len:
+        d.trace_idx = 0
+        d.trace_base_ns += p.trace_period_ns
+    d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
+
+
+cdef inline int64_t trace_departure(Direction *d, Params *p, int64_t ready_ns, int64_t nbytes) noexcept nogil:
+    """Mahimahi semantics: each trace line is one 1500-byte delivery opportunity;
+    a packet leaves at the opportunity that carries its last byte. Opportunities
+    that pass with nothing queued are lost."""
+    cdef int64_t periods, offset
+    cdef int lo, hi, mid
+    if d.trace_of != p:
+        # New trace: start its first period now.
+        d.trace_of = p
+        d.trace_base_ns = ready_ns
+        d.trace_idx = 0
+        d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
+    if _trace_opportunity_ns(d, p) < ready_ns:
+        # Idle gap: jump to the first opportunity at or after ready_ns.
+        if ready_ns - d.trace_base_ns >= p.trace_period_ns:
+            periods = (ready_ns - d.trace_base_ns) // p.trace_period_ns
+            d.trace_base_ns += periods * p.trace_period_ns
+        offset = ready_ns - d.trace_base_ns
+        lo = 0
+        hi = p.trace_len
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if p.trace_ns[mid] < offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo >= p.trace_len:
+            d.trace_base_ns += p.trace_period_ns
+            lo = 0
+        d.trace_idx = lo
+        d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
+    while True:
+        if d.trace_left_bytes == 0:
+            _trace_next(d, p)
+        if nbytes <= d.trace_left_bytes:
+            d.trace_left_bytes -= nbytes
+            return _trace_opportunity_ns(d, p)
+        nbytes -= d.trace_left_bytes
+        d.trace_left_bytes = 0
+
+
+cdef inline int64_t serialization_departure(Direction *d, Params *p, int64_t arrival_ns, int32_t length) noexcept nogil:
+    """When the packet's last bit has left the serializer."""
+    cdef int64_t start = arrival_ns if arrival_ns > d.last_departure else d.last_departure
+    cdef int64_t wire_bytes
+    if p.trace_len > 0:
+        d.last_departure = trace_departure(d, p, start, length)
+    elif p.rate_bps > 0:
+        wire_bytes = length + p.overhead_bytes
+        d.last_departure = start + (wire_bytes * 8 * <int64_t>1000000000) // p.rate_bps
+    else:
+        d.last_departure = arrival_ns
+    return d.last_departure
+
+
+# ---------------------------------------------------------------- stage 4: queue
+
+cdef inline void backlog_drain(Direction *d, int64_t now_ns) noexcept nogil:
+    """Forget packets whose serialization has finished by now."""
+    while d.backlog_count > 0 and d.backlog_departure[d.backlog_head] <= now_ns:
+        d.backlog_total_bytes -= d.backlog_bytes[d.backlog_head]
+        d.backlog_head += 1
+        if d.backlog_head == d.capacity:
+            d.backlog_head = 0
+        d.backlog_count -= 1
+
+
+cdef inline bint queue_admits(Direction *d, Params *p, int64_t now_ns, int32_t length) noexcept nogil:
+    backlog_drain(d, now_ns)
+    if p.rate_bps == 0 and p.trace_len == 0:
+        return True          # an unlimited serializer never builds a queue
+    if p.limit_packets > 0 and d.backlog_count >= p.limit_packets:
+        return False
+    if p.limit_bytes > 0 and d.backlog_total_bytes + length > p.limit_bytes:
+        return False
+    return True
+
+
+cdef inline void backlog_add(Direction *d, int64_t departure_ns, int32_t length) noexcept nogil:
+    cdef int tail
+    if d.backlog_count == d.capacity:
+        return               # cannot happen: at most `capacity` packets in flight
+    tail = d.backlog_head + d.backlog_count
+    if tail >= d.capacity:
+        tail -= d.capacity
+    d.backlog_departure[tail] = departure_ns
+    d.backlog_bytes[tail] = length
+    d.backlog_count += 1
+    d.backlog_total_bytes += length
+
+
+# ---------------------------------------------------------------- the pipeline
+
+cdef inline void count_drop(Direction *d, int reason, int32_t length) noexcept nogil:
+    d.counters.drop_packets[reason] += 1
+    d.counters.drop_bytes[reason] += length
+
+
+cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_t *frame, int32_t length, bint corrupt) noexcept nogil:
+    """Stages 4-6 for one copy of a packet. Returns True when it is in flight."""
+    cdef int slot
+    cdef uint8_t *dst
+    cdef uint32_t bit
+    cdef int64_t departure, release
+    if not queue_admits(d, p, arrival_ns, length):
+        count_drop(d, DROP_QUEUE, length)
+        return False
+    if d.free_top == 0:
+        count_drop(d, DROP_OVERFLOW, length)
+        return False
+    d.free_top -= 1
+    slot = d.free_stack[d.free_top]
+    dst = slot_frame(d, slot)
+    memcpy(dst, frame, length)
+    if corrupt and length > ETH_HEADER_BYTES:
+        # Flip one bit past the Ethernet header: the frame still reaches its
+        # node and fails a checksum there, as a residual bit error would.
+        bit = prng_below(&d.rng, <uint32_t>(length - ETH_HEADER_BYTES) * 8)
+        dst[ETH_HEADER_BYTES + (bit >> 3)] ^= <uint8_t>(1 << (bit & 7))
+        d.counters.corrupted += 1
+    departure = serialization_departure(d, p, arrival_ns, length)
+    if departure > arrival_ns:
+        backlog_add(d, departure, length)
+    if p.reorder > 0.0 and prng_chance(&d.rng, p.reorder):
+        release = departure            # netem `reorder`: this one skips the delay line
+    else:
+        release = departure + p.delay_ns + jitter_sample_ns(d, p)
+        if release < departure:
+            release = departure        # jitter never sends a packet back in time
+        if p.reorder <= 0.0 and release < d.last_release:
+            release = d.last_release   # keep FIFO order unless reordering is asked
+    if release > d.last_release:
+        d.last_release = release
+    d.slots[slot].release_ns = release
+    d.slots[slot].seq = d.next_seq
+    d.slots[slot].length = length
+    d.next_seq += 1
+    heap_push(d, slot)
+    return True
+
+
+cdef void pipeline_admit(Direction *d, int64_t arrival_ns, const uint8_t *frame, int32_t length, int32_t max_frame) noexcept nogil:
+    """Run one received frame through stages 1-6 (DESIGN.md's order)."""
+    cdef Params *p = d.params
+    cdef bint corrupt
+    d.counters.rx_packets += 1
+    d.counters.rx_bytes += length
+    if length < ETH_HEADER_BYTES or length > max_frame:
+        count_drop(d, DROP_MALFORMED, length)
+        return
+    # 1. outage
+    if csp_load_int(&d.outage):
+        count_drop(d, DROP_OUTAGE, length)
+        return
+    # 2. loss
+    if p.loss_kind != LOSS_NONE and loss_decision(d, p):
+        count_drop(d, DROP_LOSS, length)
+        return
+    # 3. duplicate / corrupt (the duplicate is an extra packet: counted in `duplicated`)
+    corrupt = prng_chance(&d.rng, p.corrupt)
+    # 4-6. queue, rate, delay
+    enqueue_copy(d, p, arrival_ns, frame, length, corrupt)
+    if prng_chance(&d.rng, p.duplicate):
+        d.counters.duplicated += 1
+        enqueue_copy(d, p, arrival_ns, frame, length, False)

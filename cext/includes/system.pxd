@@ -1,0 +1,93 @@
+# C externs the engine uses: sockets, batched I/O, polling, clocks, eventfd.
+# Only the fields the engine touches are declared (Cython needs no more).
+
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec *ts)
+    int nanosleep(const timespec *req, timespec *rem)
+    int CLOCK_REALTIME
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    int EAGAIN
+    int EWOULDBLOCK
+    int EINTR
+    int ENOBUFS
+
+cdef extern from "<sys/uio.h>" nogil:
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    cdef struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    cdef struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    cdef struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    cmsghdr *CMSG_FIRSTHDR(msghdr *msg)
+    cmsghdr *CMSG_NXTHDR(msghdr *msg, cmsghdr *cmsg)
+    unsigned char *CMSG_DATA(cmsghdr *cmsg)
+    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, timespec *timeout)
+    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
+    int MSG_DONTWAIT
+    int MSG_TRUNC
+    int SOL_SOCKET
+    int SCM_TIMESTAMPNS
+
+cdef extern from "<linux/if_packet.h>" nogil:
+    cdef struct sockaddr_ll:
+        unsigned short sll_family
+        unsigned short sll_protocol
+        int sll_ifindex
+        unsigned short sll_hatype
+        unsigned char sll_pkttype
+        unsigned char sll_halen
+        unsigned char sll_addr[8]
+    int PACKET_OUTGOING
+
+cdef extern from "<poll.h>" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    ctypedef unsigned long nfds_t
+    int POLLIN
+    int ppoll(pollfd *fds, nfds_t nfds, const timespec *tmo, const void *sigmask)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    int EFD_NONBLOCK
+    int EFD_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void *buf, size_t count)
+    ssize_t write(int fd, const void *buf, size_t count)
+    int close(int fd)
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef extern from "caspian_atomic.h" nogil:
+    int csp_load_int(const int *p)
+    void csp_store_int(int *p, int v)
+    uint64_t csp_load_u64(const uint64_t *p)
+    void csp_store_u64(uint64_t *p, uint64_t v)
+    void *csp_xchg_ptr(void **p, void *v)
+    void csp_cpu_relax()

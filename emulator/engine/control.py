@@ -1,0 +1,76 @@
+"""The engine process's control channel: JSON lines over a Unix socket.
+
+One request per connection: `{"op": "stats"}` → `{"ok": true, "result": ...}`.
+Used by `caspian link/stats/down`, by the Testbed API and by the tests; the
+engine process answers with `EngineServer` (emulator.engine.daemon).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from emulator.errors import EngineError, InputError
+from emulator.model.linkparams import LinkParams
+
+#: ops the engine process understands
+OPS = ("ping", "stats", "params", "set", "cut", "restore", "shutdown")
+
+
+class EngineClient:
+    """Talks to one running engine process."""
+
+    def __init__(self, socket_path: str, *, timeout_s: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+
+    def request(self, op: str, **args: Any) -> Any:
+        """Send one request and return its result; raises on an engine-side error."""
+        message = json.dumps({"op": op, **args}).encode() + b"\n"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout_s)
+                sock.connect(self.socket_path)
+                sock.sendall(message)
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise EngineError(
+                f"no engine answers at {self.socket_path} ({exc.strerror})",
+                ) from exc
+        except socket.timeout as exc:
+            raise EngineError(f"the engine at {self.socket_path} did not answer in {self.timeout_s:g} s") from exc
+        if not reply:
+            raise EngineError(f"the engine at {self.socket_path} closed the connection without answering")
+        answer = json.loads(reply)
+        if not answer.get("ok"):
+            if answer.get("kind") == "InputError":
+                raise InputError(answer.get("error", "rejected"))
+            raise EngineError(answer.get("error", "engine error"))
+        return answer.get("result")
+
+    def ping(self) -> dict[str, Any]:
+        return self.request("ping")
+
+    def stats(self) -> dict[str, Any]:
+        return self.request("stats")
+
+    def params(self, link: str, direction: str = "a_to_b") -> LinkParams:
+        return LinkParams.from_dict(self.request("params", link=link, direction=direction))
+
+    def set(self, link: str, params: LinkParams, direction: str = "both") -> None:
+        self.request("set", link=link, direction=direction, params=params.to_dict())
+
+    def cut(self, link: str, direction: str = "both") -> None:
+        self.request("cut", link=link, direction=direction)
+
+    def restore(self, link: str, direction: str = "both") -> None:
+        self.request("restore", link=link, direction=direction)
+
+    def shutdown(self) -> None:
+        self.request("shutdown")

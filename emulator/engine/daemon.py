@@ -1,0 +1,147 @@
+"""The engine process: `python -m emulator.engine.daemon CONFIG.json`.
+
+It enters the wire namespace, opens the link ends' sockets, runs the fast path
+in a thread and answers control requests on a Unix socket until told to shut
+down (or SIGTERM/SIGINT). The testbed records its PID; teardown stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from emulator.engine.control import OPS
+from emulator.engine.fastpath import EngineOptions, FastPath, LinkSpec
+from emulator.errors import CaspianError, InputError
+from emulator.model.linkparams import LinkParams
+
+
+class EngineServer:
+    """Serves control requests for one FastPath."""
+
+    def __init__(self, fastpath: FastPath, socket_path: str) -> None:
+        self.fastpath = fastpath
+        self.socket_path = socket_path
+        self.started_ns = time.time_ns()
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        self._listener.bind(socket_path)
+        os.chmod(socket_path, 0o600)
+        self._listener.listen(16)
+        self._listener.settimeout(0.2)
+
+    def serve_forever(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = self._listener.accept()
+                except socket.timeout:
+                    self.fastpath.check()
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    self._answer(conn)
+        finally:
+            self._listener.close()
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            request = json.loads(data)
+            result = self.handle(request)
+            reply = {"ok": True, "result": result}
+        except InputError as exc:
+            reply = {"ok": False, "kind": "InputError", "error": str(exc)}
+        except (CaspianError, ValueError, KeyError, TypeError) as exc:
+            reply = {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
+        except OSError:
+            return  # client went away
+        try:
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+
+    def handle(self, request: dict[str, Any]) -> Any:
+        """Carry out one request (also callable in-process, for tests)."""
+        op = request.get("op")
+        if op not in OPS:
+            raise InputError(f"unknown engine op {op!r}", fix=f"use one of {', '.join(OPS)}")
+        fp = self.fastpath
+        direction = request.get("direction", "both")
+        if op == "ping":
+            return {"pid": os.getpid(), "started_ns": self.started_ns, "scheduling": fp.scheduling}
+        if op == "stats":
+            return fp.stats()
+        if op == "params":
+            return fp.params(request["link"], request.get("direction", "a_to_b")).to_dict()
+        if op == "set":
+            fp.set_params(request["link"], LinkParams.from_dict(request["params"]), direction)
+            return None
+        if op == "cut":
+            fp.set_cut(request["link"], True, direction)
+            return None
+        if op == "restore":
+            fp.set_cut(request["link"], False, direction)
+            return None
+        if op == "shutdown":
+            self.stop()
+            return None
+        raise AssertionError(op)
+
+
+def _enter_netns(name: str) -> None:
+    from pyroute2 import netns
+
+    netns.setns(name, flags=0)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m emulator.engine.daemon CONFIG.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as fh:
+        config = json.load(fh)
+    _enter_netns(config["wire_netns"])
+    links = [LinkSpec.from_dict(item) for item in config["links"]]
+    fastpath = FastPath(links, EngineOptions.from_dict(config.get("options", {})))
+    server = EngineServer(fastpath, config["control_socket"])
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fastpath.start()
+    try:
+        server.serve_forever()
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        fastpath.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
