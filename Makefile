@@ -6,9 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 # System tools the product and its integration tests drive.
-APT_PACKAGES := iproute2 ethtool iperf3 bird2 procps
+APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 procps
 # Commands that prove the packages above are present (skip apt when they are).
-APT_PROBES   := ip ethtool iperf3 bird ps
+APT_PROBES   := ip ping ethtool iperf3 bird ps
 PYTEST_ARGS ?=
 
 .PHONY: all deps system-deps venv build debug run test unit integration bench clean

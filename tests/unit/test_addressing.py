@@ -131,7 +131,7 @@ def test_plan_many_links_stay_in_pool() -> None:
     nodes = tuple(Node(f"n{i}", "router") for i in range(301))
     links = tuple(link(f"l{i}", f"n{i}", f"n{i + 1}") for i in range(300))
     plan = address_plan(Topology(nodes=nodes, links=links))
-    assert plan.link4[("n0", "l33")] == ip_interface("198.18.1.9/29")  # 33 * 8 = 264 = 1.8
+    assert plan.link4[("n33", "l33")] == ip_interface("198.18.1.9/29")  # 33 * 8 = 264 = 1.8
     assert plan.link6[("n299", "l299")] == ip_interface("2001:2:0:12b::1/64")
     assert plan.loopback4["n300"] == ip_interface("198.19.1.45/32")  # 301 = 1 * 256 + 45
     assert len({a.network for a in plan.link4.values()}) == 300
@@ -225,8 +225,9 @@ def test_routes_ring_take_the_shorter_way() -> None:
     r1 = by_prefix(routes["r1"])
     assert r1["198.19.0.4/32"].dev == "r2"  # r3 via r2: 2 ms beats 11 ms via r4
     assert r1["198.19.0.6/32"].dev == "r2"  # h2 behind r3
-    assert r1["198.19.0.5/32"].dev == "r4"  # r4 directly (10 ms) beats r2-r3-r4 (3 ms)? no:
-    # 10 ms + 1 hop is more than 3 ms + 3 hops, so the longer-in-hops path wins on delay
+    # r4: directly costs 10 ms + 1 hop, around via r2-r3 3 ms + 3 hops: the longer way in hops wins
+    assert r1["198.19.0.5/32"].dev == "r2"
+    assert r1["198.19.0.5/32"].via == "198.18.0.10"
     r2 = by_prefix(routes["r2"])
     assert r2["198.19.0.5/32"].dev == "r3"
     assert r2["198.19.0.1/32"].dev == "r1"  # h1 hangs off r1

@@ -1,0 +1,247 @@
+"""`caspian` — the command line (tc/ip-like words, Mininet-like verbs).
+
+    caspian run [SCENARIO] [--seed N]        build, measure, tear down
+    caspian validate FILE                    check a topology file
+    caspian up [FILE] / caspian down [--all] a testbed that stays up
+    caspian exec NODE -- CMD...              run anything inside a node
+    caspian link show|set|cut|restore LINK [netem words]
+    caspian stats [--json]
+    caspian bench [--json]
+
+Exit codes: 0 success, 1 a check failed, 2 bad input or environment (one
+line on stderr naming the input and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from emulator.errors import CaspianError, EnvironmentProblem, InputError, TestbedError
+from emulator.network.state import DEFAULT_ROOT
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _load(path: str | None) -> Any:
+    from emulator.scenario.default import default_topology
+    from emulator.scenario.loader import load_topology
+
+    return load_topology(path) if path else default_topology()
+
+
+def _root_required() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("caspian needs root for network namespaces and AF_PACKET (run it with sudo)")
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    topology = _load(args.file)
+    print(f"{args.file}: valid ({len(topology.nodes)} nodes, {len(topology.links)} links)")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from emulator.network.signals import install_teardown_handlers
+    from emulator.testbed import Testbed
+
+    topology = _load(args.file)
+    _root_required()
+    testbed = Testbed(topology, state_root=args.state_root, seed=args.seed)
+    restore = install_teardown_handlers()
+    try:
+        testbed.start()
+    except BaseException:
+        restore()
+        raise
+    restore()
+    assert testbed.run is not None
+    print(f"caspian: testbed {testbed.run.prefix} is up ({len(topology.nodes)} nodes, "
+          f"{len(topology.links)} links; engine pid {testbed.engine_pid})")
+    print(f"  try: caspian exec {topology.nodes[0].name} -- ping {topology.nodes[-1].name}")
+    print("  stop it with: caspian down")
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from emulator.network.teardown import down_all, teardown
+    from emulator.testbed import find_run
+
+    _root_required()
+    if args.all:
+        problems = down_all(args.state_root)
+    else:
+        run = find_run(args.run, args.state_root)
+        problems = teardown(run)
+    for problem in problems:
+        print(f"caspian down: {problem}", file=sys.stderr)
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from emulator.network.exec import exec_in_node
+    from emulator.testbed import Testbed, find_run
+
+    _root_required()
+    argv = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
+    if not argv:
+        raise InputError("no command given", fix="write it after --, e.g. caspian exec europe -- ping asia")
+    testbed = Testbed.attach(find_run(args.run, args.state_root))
+    exec_in_node(testbed.node_netns(args.node), argv, testbed.hosts_file)
+    return EXIT_FAILED  # not reached: exec replaces this process
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from emulator.testbed import Testbed, find_run
+
+    _root_required()
+    testbed = Testbed.attach(find_run(args.run, args.state_root))
+    engine = testbed.engine
+    if args.action == "show":
+        stats = engine.stats()
+        names = [args.link] if args.link else list(stats)
+        for name in names:
+            if name not in stats:
+                raise InputError(f"no link named {name!r}", fix=f"links are: {', '.join(stats)}")
+            entry = stats[name]
+            a, b = entry["ends"]
+            state = "CUT" if entry["cut"] else "up"
+            print(f"{name}: {a} <-> {b} [{state}]")
+            print(f"  {a} -> {b}: {entry['a_to_b']['params']}")
+            print(f"  {b} -> {a}: {entry['b_to_a']['params']}")
+        return EXIT_OK
+    if not args.link:
+        raise InputError(f"`caspian link {args.action}` needs a LINK name")
+    if args.action == "cut":
+        engine.cut(args.link, args.direction)
+    elif args.action == "restore":
+        engine.restore(args.link, args.direction)
+    elif args.action == "set":
+        if not args.words:
+            raise InputError("nothing to set", fix="give netem words, e.g. caspian link set LINK delay 5ms loss 1%")
+        testbed.set(args.link, args.words, args.direction)
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from emulator.testbed import Testbed, find_run
+
+    _root_required()
+    testbed = Testbed.attach(find_run(args.run, args.state_root))
+    stats = testbed.engine.stats()
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        print_stats(stats)
+    return EXIT_OK
+
+
+def print_stats(stats: dict[str, Any]) -> None:
+    """A console table of per-link, per-direction counters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="caspian link counters")
+    for column in ("link", "direction", "rx", "tx", "in flight", "dropped (reason)", "kernel drops"):
+        table.add_column(column, justify="right" if column not in ("link", "direction", "dropped (reason)") else "left")
+    for name, entry in stats.items():
+        a, b = entry["ends"]
+        for label, (src, dst) in (("a_to_b", (a, b)), ("b_to_a", (b, a))):
+            c = entry[label]
+            drops = ", ".join(f"{n} {reason}" for reason, n in c["drops"].items() if n) or "0"
+            table.add_row(name + (" [CUT]" if entry["cut"] else ""), f"{src}→{dst}", str(c["rx_packets"]),
+                          str(c["tx_packets"]), str(c["in_flight"]), drops, str(c["kernel_drops"]))
+    Console().print(table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from emulator.run import run_default
+
+    topology = _load(args.scenario)
+    _root_required()
+    return run_default(topology, seed=args.seed, state_root=args.state_root)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from emulator.bench import run_bench
+
+    _root_required()
+    return run_bench(as_json=args.json, runs=args.runs, duration_s=args.duration)
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caspian", description="Packet-level link emulator and testbed.")
+    parser.add_argument("--state-root", default=DEFAULT_ROOT, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="build the testbed, measure it, tear it down")
+    p.add_argument("scenario", nargs="?", help="scenario file (default: Aktau–Sumgait)")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a topology file without creating anything")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("up", help="build a testbed that stays up until `caspian down`")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="remove a testbed (or, with --all, every recorded run)")
+    p.add_argument("--all", action="store_true", help="every run recorded under the state root")
+    p.add_argument("--run", help="run prefix (default: the only one)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("exec", help="run a command inside a node")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("--run", help="run prefix (default: the only one)")
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("link", help="show or change links live")
+    p.add_argument("action", choices=("show", "set", "cut", "restore"))
+    p.add_argument("link", nargs="?")
+    p.add_argument("words", nargs=argparse.REMAINDER, help="netem words: delay 5ms jitter 1ms loss 1%% rate 1gbit ...")
+    p.add_argument("--direction", default="both", help="both (default), a_to_b, b_to_a or the sending node's name")
+    p.add_argument("--run", help="run prefix (default: the only one)")
+    p.set_defaults(func=cmd_link)
+
+    p = sub.add_parser("stats", help="per-link counters")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--run", help="run prefix (default: the only one)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("bench", help="the fast path against the kernel bridge on the same veths")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--runs", type=int, default=3, help="alternating rounds (medians reported)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InputError, EnvironmentProblem, TestbedError) as exc:
+        print(f"caspian: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CaspianError as exc:
+        print(f"caspian: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("caspian: interrupted; the testbed was removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""`Testbed`: a topology made real and forwarded by the engine.
+
+The Python API mirrors the command line:
+
+    with Testbed(load_topology("corridor.yaml")) as tb:
+        tb.cut("aktau-sumgait")
+        print(tb.stats())
+
+`Testbed.start()` builds the namespaces and veths (network layer), starts the
+engine process in the wire namespace and waits until it answers. Everything
+is recorded in the run's state directory; `stop()` (or leaving the `with`
+block, or SIGINT/SIGTERM) removes exactly that. A testbed left up
+(`caspian up`) is found again with `Testbed.attach()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from types import TracebackType
+from typing import Any, Sequence
+
+from emulator.engine.control import EngineClient
+from emulator.engine.fastpath import EngineOptions, LinkSpec
+from emulator.errors import EngineError, InputError, TestbedError
+from emulator.model.linkparams import LinkParams
+from emulator.model.netem import parse_netem_words
+from emulator.network.state import DEFAULT_ROOT, RunState
+from emulator.network.teardown import teardown
+from emulator.scenario.topology import Topology
+
+#: Ethernet header + one VLAN tag on top of the link MTU
+FRAME_OVERHEAD_BYTES = 18
+ENGINE_START_TIMEOUT_S = 20.0
+
+
+def direction_seed(run_seed: int, link_index: int, direction: int) -> int:
+    """A per-direction PRNG seed derived from the run seed (stable across runs)."""
+    digest = hashlib.sha256(f"{run_seed}/{link_index}/{direction}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class Testbed:
+    """A running testbed: nodes, links and the engine that forwards them."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        state_root: str = DEFAULT_ROOT,
+        seed: int | None = None,
+        engine_options: EngineOptions | None = None,
+    ) -> None:
+        self.topology = topology
+        self.state_root = state_root
+        self.seed = seed if seed is not None else (topology.seed if topology.seed is not None else 1)
+        self.engine_options = engine_options or EngineOptions()
+        self.run: RunState | None = None
+        self.network: Any = None  # emulator.network.testbed.Network once built
+        self.engine: EngineClient | None = None
+        self.engine_pid: int | None = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> "Testbed":
+        """Build the network and start the engine; on failure remove what was made."""
+        from emulator.network.testbed import Network
+
+        self.run = RunState.create(self.state_root)
+        try:
+            self.network = Network.build(self.topology, self.run)
+            self._start_engine()
+        except BaseException:
+            teardown(self.run)
+            raise
+        return self
+
+    def stop(self) -> list[str]:
+        """Stop the engine and remove everything the run recorded; problems found."""
+        if self.run is None:
+            return []
+        if self.engine is not None:
+            try:
+                self.engine.shutdown()
+                self._wait_engine_exit(2.0)
+            except EngineError:
+                pass  # teardown kills it by PID
+        problems = teardown(self.run)
+        self.run = None
+        return problems
+
+    def __enter__(self) -> "Testbed":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        problems = self.stop()
+        if problems and exc_type is None:
+            raise TestbedError("teardown left problems: " + "; ".join(problems))
+
+    @classmethod
+    def attach(cls, run: RunState) -> "AttachedTestbed":
+        """A handle on a testbed another process started (`caspian up`)."""
+        return AttachedTestbed(run)
+
+    # -- the engine process ---------------------------------------------------
+
+    def link_specs(self) -> list[LinkSpec]:
+        """What the engine process needs to know about each link."""
+        specs = []
+        for k, link in enumerate(self.topology.links):
+            a_if, b_if = self.network.link_ends[link.name]
+            specs.append(
+                LinkSpec(
+                    name=link.name,
+                    a_node=link.a.node,
+                    b_node=link.b.node,
+                    a_ifname=a_if,
+                    b_ifname=b_if,
+                    max_frame=link.mtu + FRAME_OVERHEAD_BYTES,
+                    a_to_b=link.a_to_b,
+                    b_to_a=link.b_to_a,
+                    seed_a_to_b=link.a_to_b.seed if link.a_to_b.seed is not None else direction_seed(self.seed, k, 0),
+                    seed_b_to_a=link.b_to_a.seed if link.b_to_a.seed is not None else direction_seed(self.seed, k, 1),
+                )
+            )
+        return specs
+
+    def _start_engine(self) -> None:
+        assert self.run is not None
+        control = os.path.join(self.run.dir, "engine.sock")
+        config_path = os.path.join(self.run.dir, "engine.json")
+        config = {
+            "wire_netns": self.network.wire_netns,
+            "control_socket": control,
+            "links": [spec.to_dict() for spec in self.link_specs()],
+            "options": self.engine_options.__dict__,
+        }
+        with open(config_path, "x") as fh:
+            json.dump(config, fh, indent=1)
+        self.run.record("file", path=config_path)
+        log_path = os.path.join(self.run.dir, "engine.log")
+        log = open(log_path, "ab")
+        self.run.record("file", path=log_path)
+        with log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "emulator.engine.daemon", config_path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # survives the CLI that started it (`caspian up`)
+                close_fds=True,
+            )
+        self.network.record_process(proc.pid, "engine")
+        self.engine_pid = proc.pid
+        self.run.set_meta("engine", {"pid": proc.pid, "control_socket": control, "log": log_path})
+        client = EngineClient(control)
+        deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise EngineError(f"the engine process exited with {proc.returncode}: {_tail(log_path)}")
+            try:
+                client.ping()
+                break
+            except EngineError:
+                if time.monotonic() > deadline:
+                    raise EngineError(f"the engine did not start within {ENGINE_START_TIMEOUT_S:g} s: {_tail(log_path)}")
+                time.sleep(0.05)
+        self._proc = proc
+        self.engine = client
+
+    def _wait_engine_exit(self, timeout_s: float) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # -- using it -----------------------------------------------------------
+
+    def _client(self) -> EngineClient:
+        if self.engine is None:
+            raise TestbedError("the testbed is not running")
+        return self.engine
+
+    def popen(self, node: str, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
+        """Start a process in `node` (node names resolve there); the caller waits for it."""
+        return self.network.popen(node, list(argv), **popen_kwargs)
+
+    def cut(self, link: str, direction: str = "both") -> None:
+        self._client().cut(link, direction)
+
+    def restore(self, link: str, direction: str = "both") -> None:
+        self._client().restore(link, direction)
+
+    def set(self, link: str, words: str | Sequence[str] | LinkParams, direction: str = "both") -> None:
+        """Change a link live: netem words applied to what is in force, or whole LinkParams."""
+        set_link(self._client(), link, words, direction)
+
+    def stats(self) -> dict[str, Any]:
+        return self._client().stats()
+
+
+class AttachedTestbed:
+    """A testbed started by another process, reached through its run records."""
+
+    def __init__(self, run: RunState) -> None:
+        self.run = run
+        network = run.get_meta("network")
+        engine = run.get_meta("engine")
+        if not network or not engine:
+            raise TestbedError(f"run {run.prefix} was not fully started (see {run.dir})")
+        self.nodes: dict[str, str] = network["nodes"]
+        self.hosts_file: str = network["hosts_file"]
+        self.engine = EngineClient(engine["control_socket"])
+
+    def node_netns(self, node: str) -> str:
+        try:
+            return self.nodes[node]
+        except KeyError:
+            raise InputError(f"no node named {node!r} in run {self.run.prefix}",
+                             fix=f"nodes are: {', '.join(self.nodes)}") from None
+
+    def set(self, link: str, words: str | Sequence[str] | LinkParams, direction: str = "both") -> None:
+        set_link(self.engine, link, words, direction)
+
+
+def set_link(client: EngineClient, link: str, words: str | Sequence[str] | LinkParams, direction: str) -> None:
+    """Apply netem words to each chosen direction's current parameters (or set LinkParams)."""
+    if isinstance(words, LinkParams):
+        client.set(link, words, direction)
+        return
+    chosen = ["a_to_b", "b_to_a"] if direction == "both" else [direction]
+    for one in chosen:
+        current = client.params(link, one)
+        client.set(link, parse_netem_words(words if isinstance(words, str) else list(words), current), one)
+
+
+def find_run(prefix: str | None, root: str = DEFAULT_ROOT) -> RunState:
+    """The run named `prefix`, or the only run there is."""
+    runs = RunState.all(root)
+    if prefix:
+        for run in runs:
+            if run.prefix == prefix:
+                return run
+        raise InputError(f"no testbed run {prefix!r}", fix=f"running: {', '.join(r.prefix for r in runs) or 'none'}")
+    if not runs:
+        raise InputError("no testbed is up", fix="start one with `caspian up`")
+    if len(runs) > 1:
+        raise InputError(
+            f"{len(runs)} testbeds are up", fix="choose one with --run " + " / ".join(r.prefix for r in runs)
+        )
+    return runs[0]
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return " | ".join(fh.read().strip().splitlines()[-lines:]) or "(no output)"
+    except OSError:
+        return "(no log)"
