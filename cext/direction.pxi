@@ -234,10 +234,12 @@ cdef inline bint loss_decision(Direction *d, Params *p) noexcept nogil:
                 return True
             return False
         elif state == ST_LOST_BURST:
+            # p32 back to a burst's transmissions, p31 back to the gap,
+            # otherwise (1 - p31 - p32) the burst goes on: lose this one too.
             if rnd < p.loss_p[2]:
                 d.loss_state = ST_TX_BURST
                 return False
-            elif rnd > p.loss_p[1] + p.loss_p[2]:
+            elif rnd < p.loss_p[1] + p.loss_p[2]:
                 d.loss_state = ST_TX_GAP
                 return False
             return True

@@ -3,8 +3,9 @@
 # They run in the end nodes' namespaces, never inside the engine loop.
 
 
-def blast(int fd, bytes frame, double duration_s, int batch=64) -> tuple:
-    """Send `frame` as fast as the socket takes it for `duration_s`.
+def blast(int fd, bytes frame, double duration_s, int batch=64, double rate_pps=0.0) -> tuple:
+    """Send `frame` for `duration_s`: as fast as the socket takes it, or paced
+    to `rate_pps` (batches released on schedule) when that is > 0.
 
     Returns (sent, refused): refused counts frames the kernel turned away
     (ENOBUFS and the like); EAGAIN is retried.
@@ -17,7 +18,8 @@ def blast(int fd, bytes frame, double duration_s, int batch=64) -> tuple:
     cdef Py_ssize_t length = len(frame)
     cdef uint64_t sent = 0, refused = 0
     cdef int k, r
-    cdef int64_t end
+    cdef int64_t end, start, due, now
+    cdef timespec pause
     iov.iov_base = <void *>data
     iov.iov_len = length
     memset(msgs, 0, sizeof(msgs))
@@ -25,8 +27,20 @@ def blast(int fd, bytes frame, double duration_s, int batch=64) -> tuple:
         msgs[k].msg_hdr.msg_iov = &iov
         msgs[k].msg_hdr.msg_iovlen = 1
     with nogil:
-        end = clock_ns() + <int64_t>(duration_s * 1e9)
+        start = clock_ns()
+        end = start + <int64_t>(duration_s * 1e9)
         while clock_ns() < end:
+            if rate_pps > 0.0:
+                due = start + <int64_t>(<double>sent * 1e9 / rate_pps)
+                now = clock_ns()
+                if due - now > 200000:
+                    # sleep most of the wait (a busy sender would steal the
+                    # engine's core on a 2-CPU machine), spin the rest
+                    pause.tv_sec = (due - now - 100000) // 1000000000
+                    pause.tv_nsec = (due - now - 100000) % 1000000000
+                    nanosleep(&pause, NULL)
+                while clock_ns() < due:
+                    pass
             r = sendmmsg(fd, msgs, batch, 0)
             if r > 0:
                 sent += r
@@ -99,3 +113,44 @@ def count_frames(int fd, double duration_s, int ethertype, int batch=64) -> dict
     finally:
         free(frames)
     return {"packets": packets, "bytes": nbytes, "first_ns": first, "last_ns": last}
+
+
+def send_probes(int fd, bytes header, double duration_s, double rate_pps, int size=60) -> int:
+    """Send timestamped probe frames at `rate_pps` for `duration_s`; returns how many.
+
+    Each frame is `header` (14 B) + sequence number (u64, big-endian) + the
+    CLOCK_REALTIME send time in ns (u64, big-endian), stamped immediately
+    before the send() call so the sender's own scheduling adds as little as
+    possible to the measured one-way delay.
+    """
+    if len(header) != 14 or not 30 <= size <= 2048:
+        raise ValueError("header must be 14 bytes and size within 30..2048")
+    cdef uint8_t buf[2048]
+    memset(buf, 0, sizeof(buf))
+    memcpy(buf, <const char *>header, 14)
+    cdef uint64_t seq = 0, v
+    cdef int64_t start, end, due, now, stamp
+    cdef double interval = 1e9 / rate_pps
+    cdef timespec pause
+    cdef int k
+    with nogil:
+        start = clock_ns() + 20000000
+        end = start + <int64_t>(duration_s * 1e9)
+        while True:
+            due = start + <int64_t>(<double>seq * interval)
+            if due >= end:
+                break
+            now = clock_ns()
+            if due - now > 200000:
+                pause.tv_sec = (due - now - 100000) // 1000000000
+                pause.tv_nsec = (due - now - 100000) % 1000000000
+                nanosleep(&pause, NULL)
+            while clock_ns() < due:
+                pass
+            stamp = clock_ns()
+            for k in range(8):
+                buf[14 + k] = <uint8_t>((seq >> (56 - 8 * k)) & 0xFF)
+                buf[22 + k] = <uint8_t>((<uint64_t>stamp >> (56 - 8 * k)) & 0xFF)
+            write(fd, buf, size)
+            seq += 1
+    return seq

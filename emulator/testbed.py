@@ -16,16 +16,14 @@ block, or SIGINT/SIGTERM) removes exactly that. A testbed left up
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
-import sys
-import time
 from types import TracebackType
 from typing import Any, Sequence
 
 from emulator.engine.control import EngineClient
 from emulator.engine.fastpath import EngineOptions, LinkSpec
+from emulator.engine.process import EngineProcess
 from emulator.errors import EngineError, InputError, TestbedError
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
@@ -35,7 +33,6 @@ from emulator.scenario.topology import Topology
 
 #: Ethernet header + one VLAN tag on top of the link MTU
 FRAME_OVERHEAD_BYTES = 18
-ENGINE_START_TIMEOUT_S = 20.0
 
 
 def direction_seed(run_seed: int, link_index: int, direction: int) -> int:
@@ -63,6 +60,7 @@ class Testbed:
         self.network: Any = None  # emulator.network.testbed.Network once built
         self.engine: EngineClient | None = None
         self.engine_pid: int | None = None
+        self._engine_process: EngineProcess | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -83,12 +81,13 @@ class Testbed:
         """Stop the engine and remove everything the run recorded; problems found."""
         if self.run is None:
             return []
-        if self.engine is not None:
+        if self._engine_process is not None:
             try:
-                self.engine.shutdown()
-                self._wait_engine_exit(2.0)
-            except EngineError:
+                self._engine_process.stop(timeout_s=2.0)
+            except (EngineError, OSError):
                 pass  # teardown kills it by PID
+            self._engine_process = None
+            self.engine = None
         problems = teardown(self.run)
         self.run = None
         return problems
@@ -133,54 +132,9 @@ class Testbed:
 
     def _start_engine(self) -> None:
         assert self.run is not None
-        control = os.path.join(self.run.dir, "engine.sock")
-        config_path = os.path.join(self.run.dir, "engine.json")
-        config = {
-            "wire_netns": self.network.wire_netns,
-            "control_socket": control,
-            "links": [spec.to_dict() for spec in self.link_specs()],
-            "options": self.engine_options.__dict__,
-        }
-        with open(config_path, "x") as fh:
-            json.dump(config, fh, indent=1)
-        self.run.record("file", path=config_path)
-        log_path = os.path.join(self.run.dir, "engine.log")
-        log = open(log_path, "ab")
-        self.run.record("file", path=log_path)
-        with log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "emulator.engine.daemon", config_path],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # survives the CLI that started it (`caspian up`)
-                close_fds=True,
-            )
-        self.network.record_process(proc.pid, "engine")
-        self.engine_pid = proc.pid
-        self.run.set_meta("engine", {"pid": proc.pid, "control_socket": control, "log": log_path})
-        client = EngineClient(control)
-        deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise EngineError(f"the engine process exited with {proc.returncode}: {_tail(log_path)}")
-            try:
-                client.ping()
-                break
-            except EngineError:
-                if time.monotonic() > deadline:
-                    raise EngineError(f"the engine did not start within {ENGINE_START_TIMEOUT_S:g} s: {_tail(log_path)}")
-                time.sleep(0.05)
-        self._proc = proc
-        self.engine = client
-
-    def _wait_engine_exit(self, timeout_s: float) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None:
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
+        self._engine_process = EngineProcess(self.run, self.network.wire_netns, self.link_specs(), self.engine_options)
+        self.engine = self._engine_process.start()
+        self.engine_pid = self._engine_process.pid
 
     # -- using it -----------------------------------------------------------
 
@@ -257,11 +211,3 @@ def find_run(prefix: str | None, root: str = DEFAULT_ROOT) -> RunState:
             f"{len(runs)} testbeds are up", fix="choose one with --run " + " / ".join(r.prefix for r in runs)
         )
     return runs[0]
-
-
-def _tail(path: str, lines: int = 5) -> str:
-    try:
-        with open(path, errors="replace") as fh:
-            return " | ".join(fh.read().strip().splitlines()[-lines:]) or "(no output)"
-    except OSError:
-        return "(no log)"

@@ -1,0 +1,323 @@
+"""`caspian bench`: the fast path against the Linux bridge on the same veths.
+
+One run builds two hosts (`src`, `dst`) joined by one link and alternates, in
+rounds, three ways of forwarding that link's frames in the wire namespace:
+
+- `bridge`: a kernel bridge enslaving the two wire ends (the limit here);
+- `engine`: caspian's engine with no impairment;
+- `engine_preset`: the engine with the aktau-sumgait preset.
+
+Each is measured for single-flow TCP (iperf3) and 64-byte frames per second
+(a compiled sender flooding broadcast frames, a compiled counter). Ratios are
+taken to the bridge of the same round; medians over the rounds are reported
+because these 2-vCPU machines vary ±25 % run to run. Then: delay accuracy
+(one-way delay of timestamped probes vs configured, against the bridge's
+base), rate accuracy (L2 rate at 100 Mbit/s and 1 Gbit/s) and the engine's
+resident memory with 10 idle links.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pyroute2 import IPRoute
+
+from emulator.engine.fastpath import EngineOptions, LinkSpec
+from emulator.engine.process import EngineProcess
+from emulator.errors import EnvironmentProblem, TestbedError
+from emulator.model.linkparams import LinkParams
+from emulator.model.presets import get_preset
+from emulator.network import kernel
+from emulator.network.state import DEFAULT_ROOT, RunState
+from emulator.network.teardown import teardown
+from emulator.scenario.topology import Link, LinkEnd, Node, Topology
+
+#: Ethernet preamble+SFD+IFG (20 B) + FCS (4 B): what a frame costs beyond its bytes
+L2_OVERHEAD_BYTES = 24
+BIG_FRAME = 1514
+SMALL_FRAME = 60  # a "64-byte packet": 60 B + 4 B FCS
+
+
+def _log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def bench_topology(n_hosts: int = 2) -> Topology:
+    """`src` and `dst` (or a star of hosts around a router for the memory check)."""
+    if n_hosts == 2:
+        return Topology(nodes=(Node("src"), Node("dst")), links=(Link("bench", LinkEnd("src"), LinkEnd("dst")),),
+                        name="bench", source="<bench>")
+    hosts = tuple(Node(f"h{i}") for i in range(n_hosts))
+    links = tuple(Link(f"l{i}", LinkEnd("hub"), LinkEnd(f"h{i}")) for i in range(n_hosts))
+    return Topology(nodes=(Node("hub", role="router"),) + hosts, links=links, name="bench-star", source="<bench>")
+
+
+@dataclass
+class Forwarder:
+    """One way of forwarding the bench link: set up, measure, take down."""
+
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], None]
+
+
+class Bench:
+    """The benchmark's testbed and its measurements."""
+
+    def __init__(self, duration_s: float, state_root: str = DEFAULT_ROOT) -> None:
+        from emulator.network.testbed import Network
+
+        self.duration_s = duration_s
+        self.topology = bench_topology()
+        self.run = RunState.create(state_root)
+        try:
+            self.network = Network.build(self.topology, self.run)
+        except BaseException:
+            teardown(self.run)
+            raise
+        self.engine: EngineProcess | None = None
+        self.iperf_server: subprocess.Popen | None = None
+        self.src_if = self.network.interfaces[("src", "bench")]
+        self.dst_if = self.network.interfaces[("dst", "bench")]
+
+    # -- forwarders ------------------------------------------------------------
+
+    def bridge_up(self) -> None:
+        a, b = self.network.link_ends["bench"]
+        with kernel.in_netns(self.network.wire_netns):
+            with IPRoute() as ipr:
+                ipr.link("add", ifname="br0", kind="bridge")
+                br = ipr.link_lookup(ifname="br0")[0]
+                for port in (a, b):
+                    ipr.link("set", index=ipr.link_lookup(ifname=port)[0], master=br)
+                ipr.link("set", index=br, state="up")
+
+    def bridge_down(self) -> None:
+        with kernel.in_netns(self.network.wire_netns):
+            with IPRoute() as ipr:
+                ipr.link("del", index=ipr.link_lookup(ifname="br0")[0])
+
+    def engine_up(self, params: LinkParams) -> None:
+        a, b = self.network.link_ends["bench"]
+        spec = LinkSpec("bench", "src", "dst", a, b, 1518, params, params, 1, 2)
+        self.engine = EngineProcess(self.run, self.network.wire_netns, [spec], EngineOptions())
+        self.engine.start()
+
+    def engine_down(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+
+    def forwarders(self) -> list[Forwarder]:
+        preset = get_preset("aktau-sumgait").params()
+        return [
+            Forwarder("bridge", self.bridge_up, self.bridge_down),
+            Forwarder("engine", lambda: self.engine_up(LinkParams()), self.engine_down),
+            Forwarder("engine_preset", lambda: self.engine_up(preset), self.engine_down),
+        ]
+
+    # -- measurements ----------------------------------------------------------
+
+    def _tool(self, node: str, *args: Any) -> subprocess.Popen:
+        return self.network.popen(node, [sys.executable, "-m", "emulator.bench.tools", *map(str, args)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def _result(proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
+        out, err = proc.communicate(timeout=timeout_s)
+        if proc.returncode != 0:
+            raise TestbedError(f"bench tool failed ({proc.returncode}): {err.strip()[-300:]}")
+        return json.loads(out)
+
+    def tcp_gbps(self) -> float:
+        if self.iperf_server is None:
+            self.iperf_server = self.network.popen("dst", ["iperf3", "-s"], stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
+            self.network.record_process(self.iperf_server.pid, "iperf3-server")
+            time.sleep(0.3)
+        seconds = max(2, int(round(self.duration_s)))
+        proc = self.network.popen("src", ["iperf3", "-c", "dst", "-t", str(seconds + 1), "-O", "1", "-J"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=seconds + 30)
+        data = json.loads(out)
+        if "error" in data:
+            raise TestbedError(f"iperf3: {data['error']}")
+        return data["end"]["sum_received"]["bits_per_second"] / 1e9
+
+    def flood(self, size: int, rate_pps: float = 0.0) -> dict[str, Any]:
+        """Flood src→dst with `size`-byte frames; what arrived and how fast."""
+        receiver = self._tool("dst", "pps-recv", self.dst_if, self.duration_s + 1.0)
+        time.sleep(0.3)
+        sender = self._tool("src", "pps-send", self.src_if, self.duration_s, size, rate_pps)
+        sent = self._result(sender, self.duration_s + 30)
+        got = self._result(receiver, self.duration_s + 30)
+        span_s = (got["last_ns"] - got["first_ns"]) / 1e9 if got["packets"] > 1 else 0.0
+        pps = (got["packets"] - 1) / span_s if span_s > 0 else 0.0
+        return {"pps": pps, "received": got["packets"], "sent": sent["sent"],
+                "offered_pps": sent["sent"] / self.duration_s,
+                "l2_bps": pps * (size + L2_OVERHEAD_BYTES) * 8}
+
+    def probes(self, rate_pps: float, background: tuple[int, float] | None = None) -> list[int]:
+        """One-way delays (ns) of probes at `rate_pps`, optionally over paced background frames."""
+        receiver = self._tool("dst", "probe-recv", self.dst_if, self.duration_s + 1.5)
+        load = None
+        time.sleep(0.3)
+        if background is not None:
+            load = self._tool("src", "pps-send", self.src_if, self.duration_s + 0.5, background[0], background[1])
+        sender = self._tool("src", "probe-send", self.src_if, self.duration_s, rate_pps)
+        self._result(sender, self.duration_s + 30)
+        if load is not None:
+            self._result(load, self.duration_s + 30)
+        return self._result(receiver, self.duration_s + 30)["delays_ns"]
+
+    def close(self) -> None:
+        self.engine_down()
+        if self.iperf_server is not None:
+            self.iperf_server.terminate()
+            self.iperf_server.wait(timeout=5)
+        problems = teardown(self.run)
+        for problem in problems:
+            _log(f"teardown: {problem}")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def delay_accuracy(bench: Bench) -> dict[str, Any]:
+    """Added one-way delay vs configured, at 10 kpps and at 50 % of 1 Gbit/s."""
+    configured = get_preset("aktau-sumgait").params().replace(loss=LinkParams().loss)
+    out: dict[str, Any] = {"configured_delay_ns": configured.delay_ns}
+    bench.bridge_up()
+    try:
+        base = statistics.median(bench.probes(10_000))
+    finally:
+        bench.bridge_down()
+    out["bridge_base_owd_ns"] = base
+    cases = {
+        "10kpps": (configured, None),
+        "50pct_of_1gbit": (configured.replace(rate_bps=1_000_000_000),
+                           (BIG_FRAME, 0.5e9 / ((BIG_FRAME + L2_OVERHEAD_BYTES) * 8))),
+    }
+    for name, (params, background) in cases.items():
+        bench.engine_up(params)
+        try:
+            delays = bench.probes(10_000, background)
+        finally:
+            bench.engine_down()
+        # The probe's own serialization at the link rate is part of the model, not an error.
+        serialization = (SMALL_FRAME + L2_OVERHEAD_BYTES) * 8 * 1e9 / params.rate_bps if params.rate_bps else 0.0
+        errors = [d - params.delay_ns - serialization - base for d in delays]
+        out[name] = {
+            "probes": len(errors),
+            "error_median_us": statistics.median(errors) / 1e3 if errors else None,
+            "error_p99_us": _percentile(errors, 0.99) / 1e3 if errors else None,
+            "error_max_us": max(errors) / 1e3 if errors else None,
+            "error_min_us": min(errors) / 1e3 if errors else None,
+        }
+    return out
+
+
+def rate_accuracy(bench: Bench) -> dict[str, Any]:
+    """L2 rate delivered under overload vs configured, at 100 Mbit/s and 1 Gbit/s."""
+    out: dict[str, Any] = {}
+    for rate in (100_000_000, 1_000_000_000):
+        bench.engine_up(LinkParams(rate_bps=rate))
+        try:
+            flood = bench.flood(BIG_FRAME)
+        finally:
+            bench.engine_down()
+        out[f"{rate // 1_000_000}mbit"] = {
+            "configured_bps": rate,
+            "measured_l2_bps": flood["l2_bps"],
+            "error_pct": (flood["l2_bps"] / rate - 1) * 100,
+        }
+    return out
+
+
+def engine_memory(state_root: str) -> dict[str, Any]:
+    """Resident memory of an engine serving 10 idle links."""
+    from emulator.testbed import Testbed
+
+    with Testbed(bench_topology(10), state_root=state_root) as testbed:
+        time.sleep(0.5)
+        with open(f"/proc/{testbed.engine_pid}/status") as fh:
+            rss_kib = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+    return {"links": 10, "rss_mib": rss_kib / 1024}
+
+
+def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_root: str = DEFAULT_ROOT) -> int:
+    """Run the benchmark; print a table (or one JSON object). Exit code 0."""
+    if shutil.which("iperf3") is None:
+        raise EnvironmentProblem("iperf3 is missing (apt-get install iperf3, or run `make bench`)")
+    bench = Bench(duration_s, state_root)
+    rounds: list[dict[str, Any]] = []
+    try:
+        for r in range(runs):
+            row: dict[str, Any] = {}
+            for fwd in bench.forwarders():
+                _log(f"round {r + 1}/{runs}: {fwd.name}")
+                fwd.start()
+                try:
+                    tcp = bench.tcp_gbps()
+                    flood = bench.flood(SMALL_FRAME)
+                finally:
+                    fwd.stop()
+                row[fwd.name] = {"tcp_gbps": tcp, "pps": flood["pps"], "offered_pps": flood["offered_pps"]}
+            rounds.append(row)
+        _log("delay accuracy")
+        delay = delay_accuracy(bench)
+        _log("rate accuracy")
+        rate = rate_accuracy(bench)
+    finally:
+        bench.close()
+    _log("memory with 10 idle links")
+    memory = engine_memory(state_root)
+    result = summarize(rounds)
+    result.update({"delay_accuracy": delay, "rate_accuracy": rate, "memory": memory, "rounds": rounds,
+                   "duration_s": duration_s})
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_report(result)
+    return 0
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds, and ratios to the bridge of the same round (then medians)."""
+    out: dict[str, Any] = {}
+    for name in rounds[0]:
+        entry = {key: statistics.median(r[name][key] for r in rounds) for key in ("tcp_gbps", "pps", "offered_pps")}
+        if name != "bridge":
+            for key in ("tcp_gbps", "pps"):
+                ratios = [r[name][key] / r["bridge"][key] for r in rounds if r["bridge"][key] > 0]
+                entry[f"{key}_ratio"] = statistics.median(ratios) if ratios else None
+        out[name] = entry
+    return out
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """Human-readable benchmark summary."""
+    print(f"caspian bench: medians of {len(result['rounds'])} alternating rounds, {result['duration_s']:g} s each")
+    print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>6} {'64B kpps':>9} {'ratio':>6} {'offered kpps':>13}")
+    for name in ("bridge", "engine", "engine_preset"):
+        e = result[name]
+        tr = f"{e['tcp_gbps_ratio']:.2f}" if name != "bridge" else "1.00"
+        pr = f"{e['pps_ratio']:.2f}" if name != "bridge" else "1.00"
+        print(f"{name:<15} {e['tcp_gbps']:>11.2f} {tr:>6} {e['pps'] / 1e3:>9.0f} {pr:>6} {e['offered_pps'] / 1e3:>13.0f}")
+    d = result["delay_accuracy"]
+    for case in ("10kpps", "50pct_of_1gbit"):
+        c = d[case]
+        print(f"delay error {case:<15} median {c['error_median_us']:+.1f} µs  p99 {c['error_p99_us']:+.1f} µs  "
+              f"max {c['error_max_us']:+.1f} µs  ({c['probes']} probes; configured {d['configured_delay_ns'] / 1e6:.3f} ms)")
+    for name, c in result["rate_accuracy"].items():
+        print(f"rate {name:<8} measured {c['measured_l2_bps'] / 1e6:.2f} Mbit/s at L2 ({c['error_pct']:+.2f} %)")
+    print(f"engine RSS with {result['memory']['links']} idle links: {result['memory']['rss_mib']:.1f} MiB")
