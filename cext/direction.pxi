@@ -132,6 +132,9 @@ cdef inline void direction_take_pending(Direction *d) noexcept nogil:
     if fresh != NULL:
         params_free(d.params)
         d.params = fresh
+        # The trace position belongs to the old Params (compared by pointer,
+        # and freed memory may be reused): a change starts the trace afresh.
+        d.trace_of = NULL
 
 
 # ---------------------------------------------------------------- heap

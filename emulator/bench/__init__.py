@@ -104,10 +104,10 @@ class Bench:
             with IPRoute() as ipr:
                 ipr.link("del", index=ipr.link_lookup(ifname="br0")[0])
 
-    def engine_up(self, params: LinkParams) -> None:
+    def engine_up(self, params: LinkParams, options: EngineOptions | None = None) -> None:
         a, b = self.network.link_ends["bench"]
         spec = LinkSpec("bench", "src", "dst", a, b, 1518, params, params, 1, 2)
-        self.engine = EngineProcess(self.run, self.network.wire_netns, [spec], EngineOptions())
+        self.engine = EngineProcess(self.run, self.network.wire_netns, [spec], options or EngineOptions())
         self.engine.start()
 
     def engine_down(self) -> None:

@@ -29,7 +29,8 @@ class EngineOptions:
     batch: int = 64
     #: busy-poll this long before a deadline: a VM's timer wake-up is ~100 µs late
     spin_ns: int = 300_000
-    #: CPU to pin the loop thread to; None = the last CPU when there are several
+    #: CPU to pin the loop thread to; None = the last CPU when there are
+    #: several, -1 = no pinning
     cpu: int | None = None
     #: SCHED_FIFO priority for the loop thread (0 = normal scheduling)
     realtime_priority: int = 10
@@ -123,8 +124,8 @@ class FastPath:
     def _tune_thread(self) -> None:
         # Both calls act on the calling thread only (pid 0) on Linux.
         cpus = sorted(os.sched_getaffinity(0))
-        cpu = self.options.cpu if self.options.cpu is not None else (cpus[-1] if len(cpus) > 1 else None)
-        if cpu is not None:
+        cpu = self.options.cpu if self.options.cpu is not None else (cpus[-1] if len(cpus) > 1 else -1)
+        if cpu >= 0:
             try:
                 os.sched_setaffinity(0, {cpu})
                 self.scheduling["cpu"] = cpu
