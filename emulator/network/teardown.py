@@ -88,6 +88,16 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
         else:
             done(entry)
 
+    # An engine whose builder was killed between starting it and recording
+    # its PID: it is identified by its argv naming a config file this run
+    # recorded (written before the engine starts), never by a name guessed.
+    for pid in _unrecorded_engines(run):
+        starttime = kernel.process_starttime(pid)
+        if starttime is not None:
+            problem = _stop_process({"pid": pid, "starttime": starttime, "role": "unrecorded engine"}, timeout_s)
+            if problem:
+                problems.append(problem)
+
     for entry in reversed(run.of_kind("netns")):
         name = entry["name"]
         # Report (never kill) processes this run did not record that keep the
@@ -131,6 +141,26 @@ def down_all(root: str = DEFAULT_ROOT, *, timeout_s: float = 5) -> list[str]:
     for run in RunState.all(root):
         problems.extend(f"{run.prefix}: {p}" for p in teardown(run, timeout_s=timeout_s))
     return problems
+
+
+def _unrecorded_engines(run: RunState) -> list[int]:
+    """PIDs of `python -m emulator.engine.daemon CONFIG` whose CONFIG is a file `run` recorded."""
+    configs = {entry["path"] for entry in run.of_kind("file")}
+    if not configs:
+        return []
+    recorded = {int(entry["pid"]) for entry in run.of_kind("process")}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in recorded or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "emulator.engine.daemon" in argv and configs.intersection(argv):
+            found.append(int(entry))
+    return found
 
 
 def _comm(pid: int) -> str:

@@ -171,8 +171,16 @@ class Network:
         )
 
     def _make_netns(self, name: str) -> None:
-        kernel.create_netns(name)
-        self.run.record("netns", name=name)
+        # Recorded before it is made: a builder killed (SIGKILL) between the
+        # two steps must not leave a namespace no record names. Teardown
+        # tolerates a recorded name that was never made; a failed create made
+        # nothing of ours (or hit someone else's name), so its record goes.
+        entry = self.run.record("netns", name=name)
+        try:
+            kernel.create_netns(name)
+        except TestbedError:
+            self.run.forget(entry)
+            raise
 
     def _up(self, ipr: IPRoute, ifname: str, netns: str, **settings: Any) -> int:
         """Look up `ifname` in `ipr`'s namespace, apply `settings`, bring it up; its index."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -60,3 +60,86 @@ def chain_topology() -> Topology:
         name="default-chain",
         source="<test>",
     )
+
+
+# --------------------------------------------------------------------------
+# Testbeds with the engine (tests/integration/test_engine.py, test_cli.py)
+
+
+def netns_leftovers(prefix: str) -> list[str]:
+    """Named namespaces of run `prefix` still present in /run/netns."""
+    from emulator.network.kernel import NETNS_RUN_DIR
+
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(prefix + "-"))
+    except FileNotFoundError:
+        return []
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """PIDs of live (non-zombie) processes whose command line contains `text`."""
+    from emulator.network.kernel import process_state
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and process_state(int(entry)) not in (None, "Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def make_testbed(run_root: str) -> Iterator[Callable[..., Any]]:
+    """Start Testbeds under this test's private state root; each is stopped and checked after the test.
+
+    After the test: teardown reports no problem, no namespace of the run's
+    prefix is left, its engine process is gone and its run directory removed.
+    """
+    from emulator.network.kernel import process_state
+    from emulator.testbed import Testbed
+
+    made: list[Any] = []
+
+    def make(topology: Topology, **kwargs: Any) -> Any:
+        testbed = Testbed(topology, state_root=run_root, **kwargs)
+        testbed.start()
+        made.append(testbed)
+        return testbed
+
+    try:
+        yield make
+    finally:
+        failures = []
+        for testbed in reversed(made):
+            if testbed.run is None:
+                continue
+            prefix, run_dir, engine_pid = testbed.run.prefix, testbed.run.dir, testbed.engine_pid
+            problems = testbed.stop()
+            if problems:
+                failures.append(f"{prefix}: teardown problems {problems}")
+            if netns_leftovers(prefix):
+                failures.append(f"{prefix}: namespaces left {netns_leftovers(prefix)}")
+            if os.path.exists(run_dir):
+                failures.append(f"{prefix}: run directory {run_dir} left")
+            if engine_pid is not None and process_state(engine_pid) not in (None, "Z", "X"):
+                failures.append(f"{prefix}: engine pid {engine_pid} still runs")
+        assert not failures, failures
+
+
+def two_host_topology(link_words: str = "", *, name: str = "pair") -> Topology:
+    """Two hosts `left` and `right` joined by one link `left-right` with YAML link fields."""
+    from emulator.scenario.loader import parse_topology
+
+    fields = "".join(f"\n    {line}" for line in link_words.splitlines() if line.strip())
+    text = (
+        f"name: {name}\n"
+        "nodes:\n  left: {role: host}\n  right: {role: host}\n"
+        f"links:\n  left-right:\n    ends: [left, right]{fields}\n"
+    )
+    return parse_topology(text, source=f"<{name}>")
