@@ -45,6 +45,11 @@ cdef struct Counters:
     uint64_t drop_packets[6]
     uint64_t drop_bytes[6]
     uint64_t in_flight
+    # how late each release left vs its scheduled time: bin k counts
+    # lateness < 2^k µs (bin 15 also everything above); the engine's own
+    # timing error, separate from any queueing the model adds
+    uint64_t late_hist[16]
+    int64_t late_max_ns
 
 
 cdef struct Slot:
@@ -395,6 +400,16 @@ cdef inline void backlog_add(Direction *d, int64_t departure_ns, int32_t length)
 
 
 # ---------------------------------------------------------------- the pipeline
+
+cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
+    cdef int64_t us = late_ns // 1000
+    cdef int k = 0
+    if late_ns > d.counters.late_max_ns:
+        d.counters.late_max_ns = late_ns
+    while k < 15 and us >= (<int64_t>1 << k):
+        k += 1
+    d.counters.late_hist[k] += 1
+
 
 cdef inline void count_drop(Direction *d, int reason, int32_t length) noexcept nogil:
     d.counters.drop_packets[reason] += 1

@@ -25,6 +25,7 @@ include "offline.pxi"
 
 cdef enum:
     MAX_BATCH = 256
+    DOZE_GUARD_NS = 25000    # a real-time thread's wake-up is late by ~10-20 µs here
     CONTROL_BYTES = 64       # room for one SCM_TIMESTAMPNS cmsg
 
 
@@ -58,7 +59,10 @@ cdef class Engine:
     cdef int batch
     cdef int64_t spin_ns
     cdef int64_t max_spin_ns     # longest busy spell before a forced short sleep
-    cdef int64_t last_sleep_ns
+    cdef int64_t doze_ns         # length of that sleep
+    cdef int64_t window_start_ns
+    cdef int64_t window_slept_ns
+    cdef uint64_t dozes
     cdef int stop_flag
     cdef int running_flag
     cdef int control_flag        # parameters were published
@@ -80,7 +84,8 @@ cdef class Engine:
     cdef int tx_slot[MAX_BATCH]
     cdef pollfd *pfds
 
-    def __cinit__(self, int slots_per_direction=4096, int batch=64, int64_t spin_ns=300000):
+    def __cinit__(self, int slots_per_direction=4096, int batch=64, int64_t spin_ns=300000,
+                  int64_t max_spin_ns=280000, int64_t doze_ns=20000):
         if slots_per_direction < 16:
             raise ValueError("slots_per_direction must be at least 16")
         if not 1 <= batch <= MAX_BATCH:
@@ -90,7 +95,10 @@ cdef class Engine:
         self.capacity = slots_per_direction
         self.batch = batch
         self.spin_ns = spin_ns
-        self.max_spin_ns = 1000000
+        if max_spin_ns <= 0 or doze_ns < 0:
+            raise ValueError("max_spin_ns must be > 0 and doze_ns >= 0")
+        self.max_spin_ns = max_spin_ns
+        self.doze_ns = doze_ns
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, "eventfd failed")
@@ -222,7 +230,7 @@ cdef class Engine:
         return [counters_dict(&self.snapshot[i]) for i in range(self.n_dirs)]
 
     def describe_io(self) -> dict:
-        return {"socket_errors": self.socket_errors, "wakeups": self.wakeups}
+        return {"socket_errors": self.socket_errors, "wakeups": self.wakeups, "dozes": self.dozes}
 
     # -- helpers ----------------------------------------------------------
 
@@ -294,6 +302,10 @@ cdef dict counters_dict(Counters *c):
         "duplicated": c.duplicated, "corrupted": c.corrupted,
         "drops": drops, "drop_bytes": drop_bytes,
         "in_flight": c.in_flight,
+        "release_lateness": {
+            "max_ns": c.late_max_ns,
+            "histogram": {(f"<{1 << k}us" if k < 15 else f">={1 << 14}us"): c.late_hist[k] for k in range(16)},
+        },
     }
 
 
@@ -352,6 +364,7 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
             r = sendmmsg(e.io[i].tx_fd, &e.tx_msgs[sent], n - sent, MSG_DONTWAIT)
             if r > 0:
                 for k in range(sent, sent + r):
+                    count_lateness(d, now - d.slots[e.tx_slot[k]].release_ns)
                     d.counters.tx_packets += 1
                     d.counters.tx_bytes += d.slots[e.tx_slot[k]].length
                     slot_release(d, e.tx_slot[k])
@@ -372,7 +385,8 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
 cdef void engine_loop(Engine e) noexcept nogil:
     cdef int i, r
     cdef int64_t now, deadline, next_release, wait
-    cdef timespec timeout
+    cdef timespec timeout, nap
+    cdef int64_t need
     cdef uint64_t want, drained
     while not csp_load_int(&e.stop_flag):
         if csp_load_int(&e.control_flag):
@@ -392,23 +406,47 @@ cdef void engine_loop(Engine e) noexcept nogil:
             for i in range(e.n_dirs):
                 take_snapshot(e, i)
             csp_store_u64(&e.snap_done, want)
+        # Sleep budget: under SCHED_FIFO the kernel throttles a real-time
+        # thread that runs more than sched_rt_runtime_us/period (95 %) and
+        # then stalls it for tens of ms. A steady stream keeps every deadline
+        # inside the spin window, so the loop would never sleep: it makes sure
+        # it has slept at least doze_ns in every max_spin_ns window, with an
+        # uninterruptible sleep (a ppoll sleep ends at the next frame).
+        # The nap goes where it delays nothing: once the window is over, at
+        # the first moment the next release is further away than the nap
+        # plus a wake-up guard; only after two windows without such a moment
+        # is it forced.
+        if now - e.window_start_ns >= e.max_spin_ns:
+            need = e.doze_ns - e.window_slept_ns
+            if now - e.window_start_ns >= 2 * e.max_spin_ns:
+                need += e.doze_ns      # forced after two windows: owe both naps
+            elif deadline >= 0 and deadline - now < need + DOZE_GUARD_NS:
+                need = -1              # no room before the next release: later
+            if need == 0 or (need < 0 and e.window_slept_ns >= e.doze_ns):
+                e.window_start_ns = now
+                e.window_slept_ns = 0
+            elif need > 0:
+                nap.tv_sec = need // 1000000000
+                nap.tv_nsec = need % 1000000000
+                nanosleep(&nap, NULL)
+                e.dozes += 1
+                now = clock_ns()
+                e.window_start_ns = now
+                e.window_slept_ns = 0
         if deadline < 0:
             r = ppoll(e.pfds, e.n_dirs + 1, NULL, NULL)
+            e.window_slept_ns += clock_ns() - now
         else:
             wait = deadline - now - e.spin_ns
             if wait <= 0:
-                wait = 0      # inside the spin window: poll without sleeping
-                if now - e.last_sleep_ns > e.max_spin_ns:
-                    # A steady stream keeps every deadline inside the spin
-                    # window; under SCHED_FIFO never sleeping starves the
-                    # core's kernel threads (stalls of tens of ms), so doze
-                    # a few µs at least once per millisecond.
-                    wait = 5000
-            if wait > 0:
-                e.last_sleep_ns = now
-            timeout.tv_sec = wait // 1000000000
-            timeout.tv_nsec = wait % 1000000000
-            r = ppoll(e.pfds, e.n_dirs + 1, &timeout, NULL)
+                timeout.tv_sec = 0      # inside the spin window: poll, do not sleep
+                timeout.tv_nsec = 0
+                r = ppoll(e.pfds, e.n_dirs + 1, &timeout, NULL)
+            else:
+                timeout.tv_sec = wait // 1000000000
+                timeout.tv_nsec = wait % 1000000000
+                r = ppoll(e.pfds, e.n_dirs + 1, &timeout, NULL)
+                e.window_slept_ns += clock_ns() - now
         if r <= 0:
             continue
         e.wakeups += 1

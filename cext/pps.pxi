@@ -16,7 +16,7 @@ def blast(int fd, bytes frame, double duration_s, int batch=64, double rate_pps=
     cdef iovec iov
     cdef const char *data = frame
     cdef Py_ssize_t length = len(frame)
-    cdef uint64_t sent = 0, refused = 0
+    cdef uint64_t sent = 0, refused = 0, skipped = 0
     cdef int k, r
     cdef int64_t end, start, due, now
     cdef timespec pause
@@ -31,8 +31,14 @@ def blast(int fd, bytes frame, double duration_s, int batch=64, double rate_pps=
         end = start + <int64_t>(duration_s * 1e9)
         while clock_ns() < end:
             if rate_pps > 0.0:
-                due = start + <int64_t>(<double>sent * 1e9 / rate_pps)
+                due = start + <int64_t>(<double>(sent - skipped) * 1e9 / rate_pps)
                 now = clock_ns()
+                if now - due > 1000000:
+                    # Fell behind (the CPU was busy): restart the schedule
+                    # rather than catch up in a burst faster than the rate.
+                    skipped = sent
+                    start = now
+                    due = now
                 if due - now > 200000:
                     # sleep most of the wait (a busy sender would steal the
                     # engine's core on a 2-CPU machine), spin the rest

@@ -84,14 +84,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    from emulator.engine.fastpath import EngineOptions
     from emulator.network.exec import exec_in_node
-    from emulator.testbed import Testbed, find_run
+    from emulator.testbed import Testbed, find_run, keep_off_engine_cpu
 
     _root_required()
     argv = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
     if not argv:
         raise InputError("no command given", fix="write it after --, e.g. caspian exec europe -- ping asia")
     testbed = Testbed.attach(find_run(args.run, args.state_root))
+    keep_off_engine_cpu(os.getpid(), EngineOptions())  # inherited by what we exec
     exec_in_node(testbed.node_netns(args.node), argv, testbed.hosts_file)
     return EXIT_FAILED  # not reached: exec replaces this process
 
@@ -168,10 +170,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from emulator.bench import run_bench
+    from emulator.bench import PARTS, run_bench
 
     _root_required()
-    return run_bench(as_json=args.json, runs=args.runs, duration_s=args.duration)
+    only = tuple(args.only.split(",")) if args.only else PARTS
+    unknown = [part for part in only if part not in PARTS]
+    if unknown:
+        raise InputError(f"unknown bench part {unknown[0]!r}", fix=f"use a comma list of {', '.join(PARTS)}")
+    return run_bench(as_json=args.json, runs=args.runs, duration_s=args.duration, state_root=args.state_root,
+                     only=only)
 
 
 # ---------------------------------------------------------------- parser
@@ -223,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--runs", type=int, default=3, help="alternating rounds (medians reported)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    p.add_argument("--only", help="comma list of parts: throughput,delay,rate,memory (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 

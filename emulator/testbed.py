@@ -70,7 +70,7 @@ class Testbed:
 
         self.run = RunState.create(self.state_root)
         try:
-            self.network = Network.build(self.topology, self.run)
+            self.network = Network.build(self.topology, self.run, rx_cpus=self.engine_options.receive_cpu_mask())
             self._start_engine()
         except BaseException:
             teardown(self.run)
@@ -144,8 +144,14 @@ class Testbed:
         return self.engine
 
     def popen(self, node: str, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
-        """Start a process in `node` (node names resolve there); the caller waits for it."""
-        return self.network.popen(node, list(argv), **popen_kwargs)
+        """Start a process in `node` (node names resolve there); the caller waits for it.
+
+        It runs on the CPUs the engine leaves free, so traffic generators
+        never preempt the engine's loop on its own core.
+        """
+        proc = self.network.popen(node, list(argv), **popen_kwargs)
+        keep_off_engine_cpu(proc.pid, self.engine_options)
+        return proc
 
     def cut(self, link: str, direction: str = "both") -> None:
         self._client().cut(link, direction)
@@ -183,6 +189,14 @@ class AttachedTestbed:
 
     def set(self, link: str, words: str | Sequence[str] | LinkParams, direction: str = "both") -> None:
         set_link(self.engine, link, words, direction)
+
+
+def keep_off_engine_cpu(pid: int, options: EngineOptions) -> None:
+    """Confine a process started in a node to the CPUs the engine does not use."""
+    try:
+        os.sched_setaffinity(pid, options.other_cpus())
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone, or not ours to move: it still runs, only less tidily
 
 
 def set_link(client: EngineClient, link: str, words: str | Sequence[str] | LinkParams, direction: str) -> None:

@@ -1,6 +1,6 @@
 """Traffic tools the benchmark runs inside nodes: `python -m emulator.bench.tools CMD ...`.
 
-- `pps-send IFNAME SECONDS SIZE [RATE_PPS]`: raw frames as fast as the socket
+- `pps-send IFNAME SECONDS SIZE [RATE_PPS [BATCH]]`: raw frames as fast as the socket
   takes them (or paced), from the compiled sender; prints JSON {sent, refused}.
 - `pps-recv IFNAME SECONDS`: counts benchmark frames; prints JSON.
 - `probe-send IFNAME SECONDS RATE_PPS`: timestamped probe frames.
@@ -47,10 +47,10 @@ def frame(ifname_mac: bytes, ethertype: int, size: int) -> bytes:
     return header + bytes(max(0, size - len(header)))
 
 
-def pps_send(ifname: str, seconds: float, size: int, rate_pps: float = 0.0) -> dict:
+def pps_send(ifname: str, seconds: float, size: int, rate_pps: float = 0.0, batch: int = 64) -> dict:
     with _socket(ifname) as sock:
         mac = sock.getsockname()[4][:6]
-        sent, refused = _engine.blast(sock.fileno(), frame(mac, BLAST_ETHERTYPE, size), seconds, 64, rate_pps)
+        sent, refused = _engine.blast(sock.fileno(), frame(mac, BLAST_ETHERTYPE, size), seconds, batch, rate_pps)
     return {"sent": sent, "refused": refused, "seconds": seconds}
 
 
@@ -96,7 +96,8 @@ def probe_recv(ifname: str, seconds: float) -> dict:
 
 
 COMMANDS = {
-    "pps-send": lambda a: pps_send(a[0], float(a[1]), int(a[2]), float(a[3]) if len(a) > 3 else 0.0),
+    "pps-send": lambda a: pps_send(a[0], float(a[1]), int(a[2]), float(a[3]) if len(a) > 3 else 0.0,
+                                   int(a[4]) if len(a) > 4 else 64),
     "pps-recv": lambda a: pps_recv(a[0], float(a[1])),
     "probe-send": lambda a: probe_send(a[0], float(a[1]), float(a[2])),
     "probe-recv": lambda a: probe_recv(a[0], float(a[1])),

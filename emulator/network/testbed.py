@@ -40,6 +40,7 @@ from emulator.network.addressing import (
     hosts_file_text,
 )
 from emulator.network.state import RunState
+from emulator.network.sysfs import write_in_netns
 from emulator.network.teardown import teardown
 from emulator.scenario.topology import Topology
 
@@ -90,7 +91,7 @@ class Network:
     # --- building ------------------------------------------------------------------
 
     @classmethod
-    def build(cls, topology: Topology, run: RunState) -> "Network":
+    def build(cls, topology: Topology, run: RunState, *, rx_cpus: str | None = None) -> "Network":
         """Create every namespace, veth, address, route and sysctl of `topology`.
 
         Raises EnvironmentProblem when not root or namespaces are missing,
@@ -106,6 +107,8 @@ class Network:
         network = cls(topology, run, interfaces, plan, routes)
         try:
             network._build()
+            if rx_cpus:
+                network.steer_receive(rx_cpus)
         except BaseException:
             problems = teardown(run)
             for problem in problems:
@@ -169,6 +172,24 @@ class Network:
                 "interfaces": {f"{node}/{link}": ifname for (node, link), ifname in self.interfaces.items()},
             },
         )
+
+    def steer_receive(self, cpu_mask: str) -> None:
+        """Process frames arriving at node-side interfaces on the CPUs in `cpu_mask` (RPS).
+
+        The engine's sendmmsg into a veth would otherwise run the receiving
+        node's whole stack (and, for TCP, the sender's ACK-clocked
+        transmissions) in the engine's own context, on the engine's core.
+        Steering that work to the other CPUs (`rps_cpus`, a hex mask) is what
+        lets the engine keep up: see docs/benchmark.md.
+        """
+        for node in self.topology.nodes:
+            values = {
+                f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus": cpu_mask
+                for (owner, _link), ifname in self.interfaces.items()
+                if owner == node.name
+            }
+            write_in_netns(self.node_netns(node.name), values)
+        self.run.set_meta("rx_cpus", cpu_mask)
 
     def _make_netns(self, name: str) -> None:
         # Recorded before it is made: a builder killed (SIGKILL) between the

@@ -1,0 +1,31 @@
+"""Reading the engine's counters: the invariant and the release-lateness histogram."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def invariant_holds(direction: dict[str, Any]) -> bool:
+    """rx + duplicated == tx + drops + in_flight (nothing vanishes uncounted)."""
+    drops = sum(direction["drops"].values())
+    return direction["rx_packets"] + direction["duplicated"] == direction["tx_packets"] + drops + direction["in_flight"]
+
+
+def lateness_bound_us(direction: dict[str, Any], quantile: float) -> float | None:
+    """Upper bound (µs) below which `quantile` of releases left, from the log2 histogram.
+
+    None when nothing was released. The bound is the bin's upper edge, so it
+    overstates by at most 2x; `release_lateness.max_ns` is exact.
+    """
+    histogram = direction["release_lateness"]["histogram"]
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    seen = 0
+    for label, count in histogram.items():
+        seen += count
+        if seen >= quantile * total:
+            if label.startswith("<"):
+                return float(label[1:-2])
+            return float("inf")
+    return float("inf")
