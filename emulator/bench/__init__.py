@@ -19,6 +19,7 @@ resident memory with 10 idle links.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +40,6 @@ from emulator.network import kernel
 from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
 from emulator.scenario.topology import Link, LinkEnd, Node, Topology
-from emulator.testbed import keep_off_engine_cpu
 
 #: Ethernet preamble+SFD+IFG (20 B) + FCS (4 B): what a frame costs beyond its bytes
 L2_OVERHEAD_BYTES = 24
@@ -144,8 +144,17 @@ class Bench:
     def _tool(self, node: str, *args: Any) -> subprocess.Popen:
         proc = self.network.popen(node, [sys.executable, "-m", "emulator.bench.tools", *map(str, args)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        keep_off_engine_cpu(proc.pid, EngineOptions())
+        self._place(proc.pid)
         return proc
+
+    def _place(self, pid: int) -> None:
+        """Traffic tools keep off the engine's core while an engine runs; with
+        the bridge they may use every CPU (its forwarding runs in their context)."""
+        cpus = EngineOptions().other_cpus() if self.engine is not None else set(os.sched_getaffinity(0))
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except ProcessLookupError:
+            pass
 
     @staticmethod
     def _result(proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
@@ -159,12 +168,12 @@ class Bench:
             self.iperf_server = self.network.popen("dst", ["iperf3", "-s"], stdout=subprocess.DEVNULL,
                                                    stderr=subprocess.DEVNULL)
             self.network.record_process(self.iperf_server.pid, "iperf3-server")
-            keep_off_engine_cpu(self.iperf_server.pid, EngineOptions())
             time.sleep(0.3)
+        self._place(self.iperf_server.pid)
         seconds = max(2, int(round(self.duration_s)))
         proc = self.network.popen("src", ["iperf3", "-c", "dst", "-t", str(seconds + 1), "-O", "1", "-J"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        keep_off_engine_cpu(proc.pid, EngineOptions())
+        self._place(proc.pid)
         out, err = proc.communicate(timeout=seconds + 30)
         data = json.loads(out)
         if "error" in data:
@@ -365,7 +374,9 @@ def print_report(result: dict[str, Any]) -> None:
 
 def print_throughput(result: dict[str, Any]) -> None:
     print(f"caspian bench: medians of {len(result['rounds'])} alternating rounds, {result['duration_s']:g} s each")
-    print(f"node-side receive steering (RPS) to CPUs {result.get('rx_cpus') or 'off'}; ratios to `bridge` "
+    mask = result.get("rx_cpus")
+    cpus = ",".join(str(c) for c in range(64) if mask and int(mask, 16) >> c & 1) or "off"
+    print(f"node-side receive steering (RPS) to CPU {cpus}; ratios to `bridge` "
           "(same veths), and in brackets to the better bridge of each round")
     print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>13} {'64B kpps':>9} {'ratio':>13} {'offered kpps':>13}")
     for name in ("bridge", "bridge_no_rps", "engine", "engine_preset"):
