@@ -162,11 +162,41 @@ def print_stats(stats: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from emulator.run import run_default
+    from emulator.report.console import print_report
+    from emulator.report.writers import write_all, write_junit
+    from emulator.run import implicit_scenario, run_scenario
+    from emulator.scenario.default import DEFAULT_TOPOLOGY_PATH
+    from emulator.scenario.loader import load_scenario
 
-    topology = _load(args.scenario)
+    scenario = load_scenario(args.scenario or DEFAULT_TOPOLOGY_PATH)
+    if not scenario.traffic and not scenario.assertions:
+        scenario = implicit_scenario(scenario)
     _root_required()
-    return run_default(topology, seed=args.seed, state_root=args.state_root)
+    report_dir = args.report or os.path.join("reports", scenario.name)
+    report = _with_progress(scenario, lambda progress: run_scenario(
+        scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+    written = write_all(report, report_dir)
+    if args.junit:
+        write_junit(report, args.junit)
+        written["junit"] = args.junit
+    print_report(report, files=written)
+    return report.exit_code
+
+
+def _with_progress(scenario: Any, work: Any) -> Any:
+    """Run `work(progress)` under a rich progress bar over the scenario's duration."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(f"caspian run {scenario.name}", total=1.0, t="")
+        duration_s = scenario.duration_ns / 1e9
+
+        def progress(fraction: float, what: str) -> None:
+            bar.update(task, completed=min(1.0, fraction), t=f"{fraction * duration_s:5.1f}/{duration_s:g} s")
+
+        return work(progress)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -190,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="build the testbed, measure it, tear it down")
     p.add_argument("scenario", nargs="?", help="scenario file (default: Aktau–Sumgait)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument("--report", metavar="DIR", help="where report.json and the plots go (default: reports/NAME)")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (always in the report dir)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a topology file without creating anything")

@@ -29,6 +29,7 @@ from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
 from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
+from emulator.scenario.scenario import Scenario
 from emulator.scenario.topology import Topology
 
 #: Ethernet header + one VLAN tag on top of the link MTU
@@ -46,15 +47,19 @@ class Testbed:
 
     def __init__(
         self,
-        topology: Topology,
+        topology: Topology | Scenario,
         *,
         state_root: str = DEFAULT_ROOT,
         seed: int | None = None,
         engine_options: EngineOptions | None = None,
     ) -> None:
+        self.scenario: Scenario | None = topology if isinstance(topology, Scenario) else None
+        if isinstance(topology, Scenario):
+            topology = topology.topology
         self.topology = topology
         self.state_root = state_root
-        self.seed = seed if seed is not None else (topology.seed if topology.seed is not None else 1)
+        default_seed = self.scenario.seed if self.scenario else topology.seed
+        self.seed = seed if seed is not None else (default_seed if default_seed is not None else 1)
         self.engine_options = engine_options or EngineOptions()
         self.run: RunState | None = None
         self.network: Any = None  # emulator.network.testbed.Network once built
@@ -165,6 +170,21 @@ class Testbed:
 
     def stats(self) -> dict[str, Any]:
         return self._client().stats()
+
+    def run(self, scenario: Scenario | None = None, *, progress: Any = None) -> Any:
+        """Play a scenario's traffic and timeline on this testbed; its `Report`.
+
+        `scenario` defaults to the one the testbed was made from; its topology
+        must be this testbed's.
+        """
+        from emulator.run import execute
+
+        scenario = scenario or self.scenario
+        if scenario is None:
+            raise TestbedError("this testbed was made from a topology: pass a Scenario to run()")
+        if scenario.topology != self.topology:
+            raise TestbedError(f"scenario {scenario.name} describes another topology than this testbed's")
+        return execute(self, scenario, progress=progress)
 
 
 class AttachedTestbed:

@@ -1,4 +1,10 @@
-"""YAML topology files to `Topology`, with one-line errors that say where and how to fix.
+"""YAML scenario files to `Scenario` (and `Topology`), with one-line errors that say where and how to fix.
+
+A scenario file is a topology file (`name`, `seed`, `nodes`, `links`, see
+docs/topology.md) plus `duration`, `traffic`, `timeline` and `assertions`
+(docs/scenario.md). One parser reads both: `parse_scenario` returns the whole
+`Scenario`, `parse_topology` its `.topology` (so a topology-only reader
+accepts scenario files too).
 
 Every error is a `ScenarioError` reading `FILE:LINE: field.path: what is wrong
 (how to fix)`. Lines come from `yaml.compose`, which keeps each node's
@@ -8,18 +14,21 @@ keys (two links with the same name would quietly become one).
 
 Validation is table-driven: `TOP_LEVEL` maps each top-level key to the
 function that reads its section, and `NODE_FIELDS` / `LINK_FIELDS` /
-`DIRECTION_FIELDS` list what each mapping may hold. Adding a section (the
-`traffic`, `timeline` and `assertions` to come) is one entry in `TOP_LEVEL`
-plus its reader, which stores what it read in `_Builder`.
+`DIRECTION_FIELDS` (and `TRAFFIC_FIELDS`, `EVENT_FIELDS`, `ASSERTION_FIELDS`)
+list what each mapping may hold. Adding a section is one entry in `TOP_LEVEL`
+plus its reader, which stores what it read in `_Builder`. docs/scenario.schema.json
+mirrors these tables; tests/unit/test_scenario_loader.py keeps the two in step.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from decimal import Decimal
 from typing import Any, Callable, NoReturn
 
 import yaml
@@ -30,7 +39,19 @@ from emulator.model.netem import parse_netem_words
 from emulator.model.presets import PRESETS, get_preset
 from emulator.model.propagation import propagation_delay_ns
 from emulator.model.trace import load_trace
-from emulator.model.units import parse_percent, parse_rate, parse_size, parse_time
+from emulator.model.units import format_time, parse_percent, parse_rate, parse_size, parse_time
+from emulator.scenario.scenario import (
+    DIRECTIONS,
+    EVENT_KINDS,
+    EVENT_METRICS,
+    LINK_METRICS,
+    TRAFFIC_KINDS,
+    TRAFFIC_METRICS,
+    Assertion,
+    Event,
+    Scenario,
+    TrafficSpec,
+)
 from emulator.scenario.topology import DEFAULT_MTU, NODE_ROLES, Link, LinkEnd, Node, Topology
 
 #: Node names become parts of interface and namespace names; 15 is IFNAMSIZ - 1.
@@ -43,6 +64,9 @@ IPV6_RANGE = ipaddress.ip_network("2001:2::/48")
 
 #: IPv6 needs an MTU of at least 1280 on every link (RFC 8200).
 MTU_RANGE = (1280, 65535)
+
+#: A scenario's duration when the file has no traffic, timeline or assertions.
+DEFAULT_DURATION_NS = 10 * 10**9
 
 
 # ---------------------------------------------------------------------------
@@ -256,6 +280,10 @@ class _Builder:
     links: dict[str, Link] = field(default_factory=dict)
     #: address (without prefix) -> field path that claimed it, to catch reuse
     addresses: dict[str, str] = field(default_factory=dict)
+    duration_ns: int = DEFAULT_DURATION_NS
+    traffic: dict[str, TrafficSpec] = field(default_factory=dict)
+    timeline: list[Event] = field(default_factory=list)
+    assertions: list[Assertion] = field(default_factory=list)
 
 
 def _read_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
@@ -432,21 +460,345 @@ def _read_links(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> No
         out.links[name] = _read_link(doc, name, key_node, value_node, _join(path, name), out)
 
 
+# ---------------------------------------------------------------------------
+# Scenario sections: duration, traffic, timeline, assertions. They refer to
+# nodes and links by name, so they are read after `nodes` and `links`.
+
+#: Probe streams: packets per second, and payload bytes (sequence 8 B + send time 8 B).
+PROBE_RATE_RANGE = (1, 20_000)
+PROBE_SIZE_RANGE = (16, 1400)
+UDP_SIZE_RANGE = (1, 1400)
+#: Default payload: probes are small; UDP fills a 1500-byte frame with IPv6 headers.
+DEFAULT_SIZE = {"probe": 64, "udp": 1400, "tcp": 64}
+#: Default rate: probe 1000 pps (1 ms resolution for gaps); udp 1 Mbit/s as
+#: iperf3; tcp 0 = unlimited.
+DEFAULT_RATE = {"probe": 1000.0, "udp": 1e6, "tcp": 0.0}
+#: Names an assertion may start with besides traffic names.
+ASSERTION_PREFIXES = ("link", "events")
+
+TRAFFIC_FIELDS: tuple[str, ...] = ("kind", "from", "to", "rate", "size", "start", "stop", "ipv6")
+#: Keys of a timeline item: `at`, exactly one of EVENT_KINDS (its value names
+#: the link), and the options below (each only for the kinds listed).
+EVENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "direction": EVENT_KINDS,
+    "netem": ("set",),
+    "period": ("flap",),
+    "count": ("flap",),
+}
+EVENT_FIELDS: tuple[str, ...] = ("at", *EVENT_KINDS, *EVENT_OPTIONS)
+#: Bound keys of an assertion: exactly one per assertion.
+ASSERTION_BOUNDS: tuple[str, ...] = ("between", "at_most", "at_least", "equals")
+ASSERTION_FIELDS: tuple[str, ...] = ("metric", *ASSERTION_BOUNDS)
+
+_PPS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+_PPS_UNITS = {"pps": 1, "kpps": 1000}
+
+
+def _suggest(name: str, choices: Any, label: str) -> str:
+    """`did you mean 'x'? label: a, b, c` for a fix."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}{label}: {', '.join(choices) or 'none'}"
+
+
+def _time(doc: _Document, node: yaml.Node, path: str, name: str) -> int:
+    """A duration in ns, with unit errors located at `node`."""
+    try:
+        return parse_time(doc.value(node, path), field=name)
+    except ScenarioError:
+        raise
+    except InputError as exc:
+        doc.fail(node, path, exc.bare_message, exc.fix)
+
+
+def _node_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> str:
+    """The name of an existing node."""
+    name = doc.text(node, path, "europe")
+    if name not in out.nodes:
+        doc.fail(node, path, f"no node called {name!r}", _suggest(name, out.nodes, "nodes"))
+    return name
+
+
+def _link_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Link:
+    """An existing link, by name."""
+    name = doc.text(node, path, "aktau-sumgait")
+    if name not in out.links:
+        doc.fail(node, path, f"no link called {name!r}", _suggest(name, out.links, "links"))
+    return out.links[name]
+
+
+def _read_duration(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    duration = _time(doc, node, path, "duration")
+    if duration <= 0:
+        doc.fail(node, path, "duration must be longer than 0", "e.g. duration: 20s")
+    out.duration_ns = duration
+
+
+def _end(out: _Builder) -> str:
+    """The scenario's end, for messages."""
+    return f"the scenario's end (duration {format_time(out.duration_ns)})"
+
+
+def _probe_rate(doc: _Document, node: yaml.Node, path: str) -> float:
+    value = doc.value(node, path)
+    match = _PPS.match(value) if isinstance(value, str) else None
+    low, high = PROBE_RATE_RANGE
+    if match is None or match.group(2).lower() not in _PPS_UNITS:
+        doc.fail(node, path, f"probe rate {value!r} is not in packets per second", "e.g. 1000pps or 10kpps")
+    rate = float(Decimal(match.group(1)) * _PPS_UNITS[match.group(2).lower()])
+    if not low <= rate <= high:
+        doc.fail(node, path, f"probe rate {value} is outside {low}..{high} packets/s", f"give {low}pps to {high // 1000}kpps")
+    return rate
+
+
+def _bit_rate(doc: _Document, node: yaml.Node, path: str, kind: str) -> float:
+    value = doc.value(node, path)
+    try:
+        rate = parse_rate(value, field="rate")
+    except InputError as exc:
+        doc.fail(node, path, exc.bare_message, f"{kind} rate is a bit rate, e.g. 64kbit or 100mbit")
+    if kind == "udp" and rate == 0:
+        doc.fail(node, path, "udp rate must be above 0", "e.g. 64kbit or 100mbit")
+    return float(rate)
+
+
+def _read_traffic_item(doc: _Document, name: str, key_node: yaml.Node, node: yaml.Node, path: str, out: _Builder) -> TrafficSpec:
+    if not LINK_NAME.fullmatch(name):
+        doc.fail(key_node, path, f"traffic name {name!r} is not valid", "use a-z, 0-9 and -, at most 31 characters")
+    if name in ASSERTION_PREFIXES:
+        doc.fail(key_node, path, f"traffic name {name!r} is reserved for assertions", "pick another name, e.g. probe")
+    fields = {key: value for key, _, value in doc.mapping(node, path, TRAFFIC_FIELDS)}
+    for required in ("kind", "from", "to"):
+        if required not in fields:
+            doc.fail(node, path, f"traffic needs '{required}'", "give kind, from and to, e.g. {kind: probe, from: europe, to: asia}")
+    kind = doc.text(fields["kind"], _join(path, "kind"), "probe")
+    if kind not in TRAFFIC_KINDS:
+        doc.fail(fields["kind"], _join(path, "kind"), f"unknown traffic kind {kind!r}", _suggest(kind, TRAFFIC_KINDS, "kinds"))
+    source = _node_name(doc, fields["from"], _join(path, "from"), out)
+    target = _node_name(doc, fields["to"], _join(path, "to"), out)
+    if source == target:
+        doc.fail(fields["to"], _join(path, "to"), f"traffic from {source!r} to itself", "send to another node")
+
+    rate = DEFAULT_RATE[kind]
+    if "rate" in fields:
+        here = _join(path, "rate")
+        rate = _probe_rate(doc, fields["rate"], here) if kind == "probe" else _bit_rate(doc, fields["rate"], here, kind)
+    size = DEFAULT_SIZE[kind]
+    if "size" in fields:
+        here = _join(path, "size")
+        if kind == "tcp":
+            doc.fail(fields["size"], here, "size applies to probe and udp traffic only", "remove it; tcp sends full segments")
+        low, high = PROBE_SIZE_RANGE if kind == "probe" else UDP_SIZE_RANGE
+        size = doc.integer(fields["size"], here, low, high, "64")
+
+    start = _time(doc, fields["start"], _join(path, "start"), "start") if "start" in fields else 0
+    if start >= out.duration_ns:
+        doc.fail(fields["start"], _join(path, "start"), f"start {format_time(start)} is not before {_end(out)}", "start earlier or lengthen duration")
+    stop = out.duration_ns
+    if "stop" in fields:
+        here = _join(path, "stop")
+        stop = _time(doc, fields["stop"], here, "stop")
+        if stop <= start:
+            doc.fail(fields["stop"], here, f"stop {format_time(stop)} is not after start {format_time(start)}", "stop later than start")
+        if stop > out.duration_ns:
+            doc.fail(fields["stop"], here, f"stop {format_time(stop)} is after {_end(out)}", f"stop at most at {format_time(out.duration_ns)} or lengthen duration")
+    ipv6 = False
+    if "ipv6" in fields:
+        ipv6 = doc.value(fields["ipv6"], _join(path, "ipv6"))
+        if not isinstance(ipv6, bool):
+            doc.fail(fields["ipv6"], _join(path, "ipv6"), f"expected true or false, got {ipv6!r}", "write ipv6: true or ipv6: false")
+    return TrafficSpec(
+        name=name, kind=kind, source=source, target=target, start_ns=start, stop_ns=stop, rate=rate, size=size, ipv6=ipv6
+    )
+
+
+def _read_traffic(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    if _is_null(node):
+        return
+    for name, key_node, value_node in doc.mapping(node, path):
+        out.traffic[name] = _read_traffic_item(doc, name, key_node, value_node, _join(path, name), out)
+
+
+def _read_direction(doc: _Document, node: yaml.Node, path: str, link: Link) -> str:
+    """`both`, `a_to_b`, `b_to_a`, or the name of the end whose frames are meant."""
+    direction = doc.text(node, path, "both")
+    if direction in DIRECTIONS:
+        return direction
+    if direction == link.a.node:
+        return "a_to_b"
+    if direction == link.b.node:
+        return "b_to_a"
+    choices = (*DIRECTIONS, *link.nodes)
+    doc.fail(node, path, f"unknown direction {direction!r} for link {link.name!r}", _suggest(direction, choices, "use one of"))
+
+
+def _set_words(doc: _Document, node: yaml.Node, path: str, link: Link, direction: str) -> tuple[str, LinkParams, LinkParams | None]:
+    """The words of a `set` event and the parameters they give each chosen direction."""
+    words = doc.text(node, path, '"delay 5ms loss 1%"')
+    if not words.split():
+        doc.fail(node, path, "no netem words", 'e.g. netem: "delay 5ms loss 1%"')
+    bases = {"both": (link.a_to_b, link.b_to_a), "a_to_b": (link.a_to_b,), "b_to_a": (link.b_to_a,)}[direction]
+    try:
+        params = [parse_netem_words(words, base) for base in bases]
+    except InputError as exc:
+        doc.fail(node, path, exc.bare_message, exc.fix)
+    return words, params[0], params[1] if len(params) == 2 else None
+
+
+def _read_event(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Event:
+    pairs = doc.mapping(node, path, EVENT_FIELDS)
+    fields = {key: value for key, _, value in pairs}
+    keys = {key: key_node for key, key_node, _ in pairs}
+    kinds = [kind for kind in EVENT_KINDS if kind in fields]
+    if len(kinds) != 1:
+        what = "no event" if not kinds else f"{len(kinds)} events ({', '.join(kinds)})"
+        doc.fail(node, path, f"{what} in one item", "give exactly one of cut, restore, set, flap with the link's name, e.g. {at: 10s, cut: aktau-sumgait}")
+    kind = kinds[0]
+    for option, kinds_allowed in EVENT_OPTIONS.items():
+        if option in fields and kind not in kinds_allowed:
+            doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to a {kind} event", f"remove it; it is for {', '.join(kinds_allowed)}")
+    if "at" not in fields:
+        doc.fail(node, path, f"the {kind} event has no time", "add at: with the time from the start, e.g. at: 10s")
+    at = _time(doc, fields["at"], _join(path, "at"), "at")
+    link = _link_name(doc, fields[kind], _join(path, kind), out)
+    direction = _read_direction(doc, fields["direction"], _join(path, "direction"), link) if "direction" in fields else "both"
+    if at > out.duration_ns:
+        doc.fail(fields["at"], _join(path, "at"), f"at {format_time(at)} is after {_end(out)}", "move the event earlier or lengthen duration")
+
+    if kind == "set":
+        if "netem" not in fields:
+            doc.fail(node, path, "a set event needs netem words", 'add e.g. netem: "delay 5ms loss 1%"')
+        words, params, params_b_to_a = _set_words(doc, fields["netem"], _join(path, "netem"), link, direction)
+        return Event(at, kind, link.name, direction, params=params, params_b_to_a=params_b_to_a, words=words)
+    if kind == "flap":
+        for required, example in (("period", "period: 1s"), ("count", "count: 3")):
+            if required not in fields:
+                doc.fail(node, path, f"a flap event needs '{required}'", f"add e.g. {example}")
+        period = _time(doc, fields["period"], _join(path, "period"), "period")
+        if period <= 0:
+            doc.fail(fields["period"], _join(path, "period"), "period must be longer than 0", "e.g. period: 1s (down half, up half)")
+        count = doc.integer(fields["count"], _join(path, "count"), 1, 1_000_000, "3")
+        if at + period * count > out.duration_ns:
+            doc.fail(
+                fields["at"], _join(path, "at"),
+                f"the flap ends at {format_time(at + period * count)} ({format_time(at)} + {count} x {format_time(period)}), after {_end(out)}",
+                "start it earlier, flap fewer times or lengthen duration",
+            )  # fmt: skip
+        return Event(at, kind, link.name, direction, period_ns=period, count=count)
+    return Event(at, kind, link.name, direction)
+
+
+def _read_timeline(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    if _is_null(node):
+        return
+    for i, item in enumerate(doc.sequence(node, path)):
+        out.timeline.append(_read_event(doc, item, f"{path}[{i}]", out))
+
+
+def _number(doc: _Document, node: yaml.Node, path: str) -> float:
+    value = doc.value(node, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        doc.fail(node, path, f"expected a number, got {value!r}", "write a plain number, e.g. 1 (the unit is in the metric's name)")
+    return value
+
+
+def _check_metric(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> str:
+    """The metric name, if it names something this scenario measures."""
+    metric = doc.text(node, path, "probe.loss_pct")
+    parts = metric.split(".")
+    head = parts[0]
+    if head == "link":
+        example = f"link.{next(iter(out.links), 'LINK')}.a_to_b.drops_outage"
+        if len(parts) != 4:
+            doc.fail(node, path, f"link metric {metric!r} is not link.<link>.<direction>.<metric>", f"e.g. {example}")
+        _, link, direction, name = parts
+        if link not in out.links:
+            doc.fail(node, path, f"no link called {link!r} in {metric!r}", _suggest(link, out.links, "links"))
+        if direction not in ("a_to_b", "b_to_a"):
+            doc.fail(node, path, f"unknown direction {direction!r} in {metric!r}", _suggest(direction, ("a_to_b", "b_to_a"), "use"))
+        if name not in LINK_METRICS:
+            doc.fail(node, path, f"unknown link metric {name!r} in {metric!r}", _suggest(name, LINK_METRICS, "link metrics"))
+        return metric
+    if head == "events":
+        if len(parts) != 2 or parts[1] not in EVENT_METRICS:
+            name = ".".join(parts[1:])
+            doc.fail(node, path, f"unknown events metric {name!r} in {metric!r}", _suggest(name, EVENT_METRICS, "events metrics"))
+        return metric
+    if head in out.traffic:
+        kind = out.traffic[head].kind
+        name = ".".join(parts[1:])
+        if len(parts) != 2 or name not in TRAFFIC_METRICS[kind]:
+            doc.fail(node, path, f"unknown {kind} metric {name!r} in {metric!r}", _suggest(name, TRAFFIC_METRICS[kind], f"{kind} metrics"))
+        return metric
+    doc.fail(
+        node, path, f"{head!r} in {metric!r} is no traffic name, 'link' or 'events'",
+        _suggest(head, (*out.traffic, *ASSERTION_PREFIXES), "use"),
+    )  # fmt: skip
+
+
+def _read_assertion(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Assertion:
+    pairs = doc.mapping(node, path, ASSERTION_FIELDS)
+    fields = {key: value for key, _, value in pairs}
+    if "metric" not in fields:
+        doc.fail(node, path, "an assertion needs a metric", "add e.g. metric: probe.loss_pct")
+    metric = _check_metric(doc, fields["metric"], _join(path, "metric"), out)
+    bounds = [key for key in ASSERTION_BOUNDS if key in fields]
+    if len(bounds) != 1:
+        what = "no bound" if not bounds else f"{len(bounds)} bounds ({', '.join(bounds)})"
+        doc.fail(node, path, f"{what} for {metric}", "give exactly one of between: [low, high], at_most, at_least, equals")
+    bound = bounds[0]
+    here = _join(path, bound)
+    if bound == "between":
+        items = doc.sequence(fields[bound], here)
+        if len(items) != 2:
+            doc.fail(fields[bound], here, f"between needs two numbers, got {len(items)}", "write between: [low, high]")
+        low, high = (_number(doc, item, here) for item in items)
+        if low > high:
+            doc.fail(fields[bound], here, f"low {low} is above high {high}", f"write between: [{high}, {low}]")
+        return Assertion(metric, float(low), float(high), f"between [{low}, {high}]", node.start_mark.line + 1)
+    value = _number(doc, fields[bound], here)
+    low, high = {"at_most": (None, value), "at_least": (value, None), "equals": (value, value)}[bound]
+    return Assertion(
+        metric,
+        None if low is None else float(low),
+        None if high is None else float(high),
+        f"{bound.replace('_', ' ')} {value}",
+        node.start_mark.line + 1,
+    )
+
+
+def _read_assertions(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    if _is_null(node):
+        return
+    for i, item in enumerate(doc.sequence(node, path)):
+        out.assertions.append(_read_assertion(doc, item, f"{path}[{i}]", out))
+
+
 @dataclass(frozen=True)
 class Section:
-    """A top-level key: its reader, whether it must be present, and its read order."""
+    """A top-level key: its reader, whether it must be present, and its read order.
+
+    `needed_by`: the section must be present when any of these keys is.
+    """
 
     read: Callable[[_Document, yaml.Node, str, _Builder], None]
     required: bool = False
+    needed_by: tuple[str, ...] = ()
 
 
 #: Top-level sections, in the order they are read (links need nodes first,
-#: whatever order the file uses). To add a section, add it here.
+#: traffic needs duration, assertions need traffic and links, whatever order
+#: the file uses). To add a section, add it here.
 TOP_LEVEL: dict[str, Section] = {
     "name": Section(_read_name),
     "seed": Section(_read_seed),
     "nodes": Section(_read_nodes, required=True),
     "links": Section(_read_links),
+    "duration": Section(_read_duration, needed_by=("traffic", "timeline", "assertions")),
+    "traffic": Section(_read_traffic),
+    "timeline": Section(_read_timeline),
+    "assertions": Section(_read_assertions),
 }
 
 
@@ -454,11 +806,12 @@ TOP_LEVEL: dict[str, Section] = {
 # Entry points
 
 
-def parse_topology(text: str, *, source: str, base_dir: str | Path | None = None) -> Topology:
-    """Parse and validate topology YAML `text`; `source` names it in errors.
+def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None) -> Scenario:
+    """Parse and validate scenario YAML `text`; `source` names it in errors.
 
-    Relative paths in the file (capacity traces) are resolved against
-    `base_dir`, by default the current directory.
+    A plain topology file is a valid scenario (no traffic, timeline or
+    assertions; duration 10 s). Relative paths in the file (capacity traces)
+    are resolved against `base_dir`, by default the current directory.
     """
     doc = _Document(source, Path(base_dir) if base_dir is not None else Path.cwd())
     try:
@@ -474,29 +827,63 @@ def parse_topology(text: str, *, source: str, base_dir: str | Path | None = None
         doc.fail(root, "", "the file is empty", "start with 'nodes:' and 'links:'")
     pairs = doc.mapping(root, "", tuple(TOP_LEVEL))
     given = {key: value_node for key, _, value_node in pairs}
+    key_nodes = {key: key_node for key, key_node, _ in pairs}
     out = _Builder()
     for key, section in TOP_LEVEL.items():
         if key in given:
             section.read(doc, given[key], key, out)
-        elif section.required:
+            continue
+        if section.required:
             doc.fail(root, key, f"missing section {key!r}", f"add a '{key}:' section")
-    return Topology(
+        users = [user for user in section.needed_by if user in given]
+        if users:
+            example = "duration: 20s" if key == "duration" else f"{key}: ..."
+            doc.fail(key_nodes[users[0]], key, f"missing {key!r}, which {users[0]!r} needs", f"add '{example}' at the top level")
+    topology = Topology(
         nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed
+    )
+    return Scenario(
+        topology=topology,
+        duration_ns=out.duration_ns,
+        traffic=tuple(out.traffic.values()),
+        timeline=tuple(out.timeline),
+        assertions=tuple(out.assertions),
+        seed=out.seed if out.seed is not None else 1,
+        source=source,
+        text=text,
     )
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read, parse and validate the topology file at `path`."""
-    path = Path(path)
+def parse_topology(text: str, *, source: str, base_dir: str | Path | None = None) -> Topology:
+    """Parse and validate topology YAML `text`; `source` names it in errors.
+
+    The scenario sections (`duration`, `traffic`, `timeline`, `assertions`)
+    are accepted and validated too, but only the topology is returned.
+    """
+    return parse_scenario(text, source=source, base_dir=base_dir).topology
+
+
+def _read_file(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(f"topology file {str(path)!r} does not exist", fix="check the path") from None
+        raise ScenarioError(f"{what} file {str(path)!r} does not exist", fix="check the path") from None
     except UnicodeDecodeError:
-        raise ScenarioError(f"topology file {str(path)!r} is not UTF-8 text", fix="save it as UTF-8") from None
+        raise ScenarioError(f"{what} file {str(path)!r} is not UTF-8 text", fix="save it as UTF-8") from None
     except OSError as exc:
-        raise ScenarioError(f"cannot read topology file {str(path)!r}: {exc.strerror}") from None
-    return parse_topology(text, source=str(path), base_dir=path.parent)
+        raise ScenarioError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read, parse and validate the scenario file at `path`."""
+    path = Path(path)
+    return parse_scenario(_read_file(path, "scenario"), source=str(path), base_dir=path.parent)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read, parse and validate the topology file at `path` (a scenario file's topology)."""
+    path = Path(path)
+    return parse_topology(_read_file(path, "topology"), source=str(path), base_dir=path.parent)
 
 
 #: Preset names, re-exported for `caspian validate --help` and the docs.

@@ -133,7 +133,8 @@ def test_default_topology() -> None:
     cable = topology.link("aktau-sumgait")
     assert cable.nodes == ("aktau", "sumgait") and cable.preset == "aktau-sumgait"
     assert cable.a_to_b.delay_ns / 1e6 == pytest.approx(1.91, abs=0.005)
-    assert cable.a_to_b.rate_bps == 0 and cable.a_to_b.jitter_ns == 0
+    # the testbed lights one 1 Gbit/s wave of the cable; the preset itself has no rate
+    assert cable.a_to_b.rate_bps == 1_000_000_000 and cable.a_to_b.jitter_ns == 0
     assert topology.link("europe-sumgait").nodes == ("europe", "sumgait")
     assert topology.link("aktau-asia").nodes == ("aktau", "asia")
 
@@ -166,7 +167,7 @@ LINK = NODES + "links:\n  l:\n    ends: [europe, sumgait]\n"  # link fields go o
         (LINK + "    dealy: 5ms\n", ["t.yaml:9: links.l.dealy: unknown key 'dealy'", "did you mean 'delay'?", "allowed: ends, preset"]),
         (LINK + "    a_to_b: {jiter: 1ms}\n", ["t.yaml:9: links.l.a_to_b.jiter: unknown key", "did you mean 'jitter'?"]),
         (LINK + "    a_to_b: {mtu: 9000}\n", ["t.yaml:9: links.l.a_to_b.mtu: unknown key 'mtu'"]),
-        (NODES + "traffic: {}\n", ["t.yaml:6: traffic: unknown key 'traffic'", "allowed: name, seed, nodes, links"]),
+        (NODES + "traffik: {}\n", ["t.yaml:6: traffik: unknown key 'traffik'", "did you mean 'traffic'?"]),
         (NODES.replace("role: host", "rol: host"), ["t.yaml:2: nodes.europe.rol: unknown key", "did you mean 'role'?"]),
         # missing node, same node twice, wrong count
         (NODES + "links:\n  l: {ends: [europe, asai]}\n", ["t.yaml:7: links.l.ends: no node called 'asai'", "did you mean 'asia'?"]),

@@ -1,0 +1,108 @@
+"""A report on the console (rich): assertions, key metrics per stream, link drops, files, verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from emulator.report.report import Report, format_value
+
+#: the metrics shown per traffic stream, in this order, when the stream has them
+KEY_METRICS = (
+    "sent", "received", "loss_pct", "loss_outside_events_pct",
+    "owd_min_ms", "owd_median_ms", "owd_p99_ms", "owd_max_ms", "jitter_ms", "longest_gap_ms",
+    "reordered", "duplicates", "throughput_mbps", "retransmits", "bytes",
+)
+#: a console that is not a terminal (a file, a pipe, CI) is at least this wide
+MIN_WIDTH = 100
+
+
+def make_console() -> Console:
+    """A console for the report; when not writing to a terminal, at least MIN_WIDTH wide."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(MIN_WIDTH, console.width))
+    return console
+
+
+def _verdict(passed: bool) -> str:
+    return "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]"
+
+
+def assertions_table(report: Report) -> Table:
+    table = Table(title="assertions", title_justify="left", pad_edge=False)
+    table.add_column("line", justify="right")
+    table.add_column("metric", no_wrap=True)    # the others give way first: a metric reads whole
+    table.add_column("bound", overflow="fold")
+    table.add_column("measured", justify="right")
+    table.add_column("result")
+    for result in report.assertions:
+        table.add_row(str(result.line) if result.line else "", escape(result.metric), escape(result.bound),
+                      format_value(result.measured), _verdict(result.passed))
+    return table
+
+
+def stream_table(report: Report) -> Table | None:
+    """The key metrics of each traffic stream (and the timeline's), one row per metric."""
+    table = Table(title="traffic", title_justify="left")
+    table.add_column("stream", overflow="fold")
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right")
+    rows = 0
+    for stream in [*report.streams(), "events"]:
+        prefix = stream + "."
+        own = {key[len(prefix):]: value for key, value in report.metrics.items() if key.startswith(prefix)}
+        names = [name for name in KEY_METRICS if name in own] if stream != "events" else list(own)
+        for i, name in enumerate(names):
+            table.add_row(escape(stream) if i == 0 else "", escape(name), format_value(own[name]),
+                          end_section=i == len(names) - 1)
+            rows += 1
+    return table if rows else None
+
+
+def drops_table(links: Mapping[str, Any]) -> Table | None:
+    """Per link and direction: packets in and out, engine drops by reason, kernel (socket) drops."""
+    if not links:
+        return None
+    table = Table(title="links", title_justify="left", pad_edge=False)
+    for column in ("link", "direction", "rx", "tx", "dropped (reason)", "kernel"):
+        table.add_column(column, justify="right" if column in ("rx", "tx", "kernel") else "left",
+                         overflow="fold", no_wrap=column == "dropped (reason)")
+    for name, entry in links.items():
+        ends = entry.get("ends") or ["a", "b"]
+        for label, (src, dst) in (("a_to_b", (ends[0], ends[1])), ("b_to_a", (ends[1], ends[0]))):
+            counters = entry.get(label)
+            if not counters:
+                continue
+            drops = ", ".join(f"{n} {reason}" for reason, n in counters.get("drops", {}).items() if n) or "0"
+            table.add_row(escape(name) + (" [red]\\[cut][/]" if entry.get("cut") else ""), escape(f"{src}→{dst}"),
+                          str(counters.get("rx_packets", "")), str(counters.get("tx_packets", "")), escape(drops),
+                          str(counters.get("kernel_drops", "")))
+    return table
+
+
+def print_report(report: Report, console: Console | None = None, *, files: Mapping[str, str] | None = None) -> None:
+    """The whole report; `files` are the paths written (as `write_all` returns them).
+
+    The last line is `caspian: PASS (n/n assertions)` or `caspian: FAIL (...)`.
+    """
+    console = console or make_console()
+    console.print(f"caspian: [bold]{escape(report.scenario)}[/] from {escape(report.source)}, seed {report.seed}, "
+                  f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall, started {report.started_at}",
+                  soft_wrap=True)
+    for table in (assertions_table(report) if report.assertions else None, stream_table(report),
+                  drops_table(report.links)):
+        if table is not None:
+            console.print(table)
+    for error in report.errors:
+        console.print(f"[bold red]error:[/] {escape(error)}")
+    for kind, path in (files or {}).items():
+        console.print(f"  {kind}: {escape(path)}", soft_wrap=True)
+    summary = report.summary()
+    colour = "green" if report.passed else "red"
+    console.print(f"caspian: [bold {colour}]{summary.split(' ', 1)[0]}[/] {escape(summary.split(' ', 1)[1])}",
+                  soft_wrap=True)

@@ -1,0 +1,270 @@
+"""What a `caspian run` of a scenario measured: plain data, JSON-ready.
+
+A `Report` is built once at the end of a run (see `emulator.run`) and handed
+to the writers (`emulator.report.writers`: JSON, JUnit XML, plots) and the
+console (`emulator.report.console`). It holds no live objects: everything is
+numbers, strings, lists and dicts, so `Report.to_dict()` goes straight to
+`json.dump` and `Report.from_dict()` reads it back.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.scenario.scenario import Assertion
+
+#: the series names a traffic stream may carry (any other name is kept, but not plotted)
+SERIES_NAMES = ("owd_ms", "throughput_mbps", "loss_pct")
+
+Point = tuple[float, float]
+
+
+def format_value(value: float | None) -> str:
+    """A measured value for humans: integers as such, otherwise 4 significant digits or 3 decimals."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:.1f}"
+    if magnitude >= 0.01:
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return f"{value:.4g}"
+
+
+def describe_bound(low: float | None, high: float | None) -> str:
+    """`between [1.9, 2.3]`, `>= 90`, `<= 0.5` or `any value` for open bounds."""
+    if low is not None and high is not None:
+        return f"between [{format_value(low)}, {format_value(high)}]"
+    if low is not None:
+        return f">= {format_value(low)}"
+    if high is not None:
+        return f"<= {format_value(high)}"
+    return "any value"
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a non-finite number is reported as not measured."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class AssertionResult:
+    """One assertion of the scenario and what was measured for it.
+
+    `description` is the bound as written in the scenario file (e.g.
+    "between [1.9, 2.3]"); `low`/`high` are the bound as numbers (None =
+    open). `measured` is None when the metric could not be measured (a
+    missing metric fails its assertion).
+    """
+
+    metric: str
+    description: str
+    measured: float | None
+    passed: bool
+    line: int = 0
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def from_assertion(cls, assertion: Assertion, measured: float | None) -> AssertionResult:
+        """Judge a scenario `Assertion` against the measured value."""
+        description = assertion.description or describe_bound(assertion.low, assertion.high)
+        return cls(metric=assertion.metric, description=description, measured=measured,
+                   passed=assertion.holds(measured), line=assertion.line, low=assertion.low, high=assertion.high)
+
+    @property
+    def bound(self) -> str:
+        """The bound in words: the description as written, else built from low/high."""
+        return self.description or describe_bound(self.low, self.high)
+
+    @property
+    def name(self) -> str:
+        """`<metric> <description>`: the test case name in JUnit XML."""
+        return f"{self.metric} {self.bound}"
+
+    def message(self) -> str:
+        """`measured 2.41, expected between [1.9, 2.3]` (or `not measured, expected ...`)."""
+        measured = "not measured" if self.measured is None else f"measured {format_value(self.measured)}"
+        return f"{measured}, expected {self.bound}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "description": self.description, "bound": self.bound,
+                "low": _finite_or_none(self.low), "high": _finite_or_none(self.high),
+                "measured": _finite_or_none(self.measured), "passed": self.passed, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AssertionResult:
+        return cls(metric=data["metric"], description=data.get("description", ""), measured=data.get("measured"),
+                   passed=bool(data["passed"]), line=int(data.get("line", 0)),
+                   low=data.get("low"), high=data.get("high"))
+
+
+@dataclass
+class TimelineMark:
+    """Something that happened at `t_s` seconds after the start.
+
+    `kind` is a timeline step (cut, restore, set; a flap appears as its cut
+    and restore steps) or, later, a routing event (any other kind).
+    """
+
+    t_s: float
+    kind: str
+    link: str
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.link}" + (f" {self.detail}" if self.detail else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t_s": self.t_s, "kind": self.kind, "link": self.link, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TimelineMark:
+        return cls(t_s=float(data["t_s"]), kind=data["kind"], link=data["link"], detail=data.get("detail", ""))
+
+
+@dataclass
+class Report:
+    """Everything one run of a scenario produced."""
+
+    scenario: str                 # the scenario's (topology's) name
+    source: str                   # the file it came from, or "<default>"
+    seed: int
+    started_at: str               # ISO 8601, UTC
+    duration_s: float             # the scenario's duration
+    wall_s: float                 # the whole run: build, traffic, teardown
+    versions: dict[str, str]      # caspian, python, kernel, iperf3 ...
+    metrics: dict[str, float | None]     # flat: "probe.owd_median_ms" -> value (None = not measured)
+    assertions: list[AssertionResult]
+    marks: list[TimelineMark]
+    #: traffic name -> {"owd_ms": [(t_s, v)], "throughput_mbps": [...], "loss_pct": [...]}
+    series: dict[str, dict[str, list[Point]]]
+    links: dict[str, Any]         # engine counters at the end, as Testbed.stats()
+    scenario_text: str = ""
+    errors: list[str] = field(default_factory=list)   # e.g. a traffic tool that failed
+
+    @property
+    def passed(self) -> bool:
+        """Every assertion held and nothing went wrong."""
+        return not self.errors and all(a.passed for a in self.assertions)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when passed, else 1 (the CLI's "a check failed")."""
+        return 0 if self.passed else 1
+
+    @property
+    def failed(self) -> list[AssertionResult]:
+        return [a for a in self.assertions if not a.passed]
+
+    def summary(self) -> str:
+        """`PASS (3/3 assertions)` or `FAIL (2/3 assertions, 1 error)`."""
+        n = len(self.assertions)
+        ok = n - len(self.failed)
+        tail = f", {len(self.errors)} error{'s' if len(self.errors) != 1 else ''}" if self.errors else ""
+        return f"{'PASS' if self.passed else 'FAIL'} ({ok}/{n} assertions{tail})"
+
+    def streams(self) -> list[str]:
+        """Traffic stream names, in the order they appear in series, then metrics."""
+        names = list(self.series)
+        for key in self.metrics:
+            head = key.split(".", 1)[0]
+            if "." in key and head not in ("link", "events") and head not in names:
+                names.append(head)
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: only dicts, lists, strings, finite numbers, booleans and None."""
+        return {
+            "scenario": self.scenario,
+            "source": self.source,
+            "seed": self.seed,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "wall_s": self.wall_s,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "versions": dict(self.versions),
+            "metrics": {k: _finite_or_none(v) for k, v in self.metrics.items()},
+            "assertions": [a.to_dict() for a in self.assertions],
+            "marks": [m.to_dict() for m in self.marks],
+            "series": {
+                stream: {name: [[float(t), _finite_or_none(v)] for t, v in points] for name, points in named.items()}
+                for stream, named in self.series.items()
+            },
+            "links": _json_safe(self.links),
+            "errors": list(self.errors),
+            "scenario_text": self.scenario_text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The inverse of `to_dict` (series points come back as tuples; NaN points as None)."""
+        return cls(
+            scenario=data["scenario"], source=data["source"], seed=int(data["seed"]), started_at=data["started_at"],
+            duration_s=float(data["duration_s"]), wall_s=float(data["wall_s"]), versions=dict(data["versions"]),
+            metrics=dict(data["metrics"]),
+            assertions=[AssertionResult.from_dict(a) for a in data["assertions"]],
+            marks=[TimelineMark.from_dict(m) for m in data["marks"]],
+            series={stream: {name: [(t, v) for t, v in points] for name, points in named.items()}
+                    for stream, named in data["series"].items()},
+            links=data.get("links", {}), scenario_text=data.get("scenario_text", ""),
+            errors=list(data.get("errors", [])),
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    """Engine counters as JSON: tuples to lists, non-finite floats to None, keys to strings."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    return value
+
+
+def utc_now() -> str:
+    """Now, ISO 8601 in UTC to the second: `2025-01-31T12:00:00Z`."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def tool_version(command: str, *, timeout_s: float = 5.0) -> str | None:
+    """The first version number `command --version` prints, or None when absent."""
+    path = shutil.which(command)
+    if path is None:
+        return None
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"\d+(?:\.\d+)+", done.stdout + done.stderr)
+    return match.group(0) if match else None
+
+
+def collect_versions(tools: tuple[str, ...] = ("iperf3",)) -> dict[str, str]:
+    """caspian, python, kernel and each tool's version (tools not installed are left out)."""
+    from emulator import __version__
+
+    versions = {"caspian": __version__, "python": platform.python_version(), "kernel": platform.release()}
+    for tool in tools:
+        version = tool_version(tool)
+        if version is not None:
+            versions[tool] = version
+    return versions

@@ -1,0 +1,87 @@
+"""A report on disk: report.json, junit.xml and the plots."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from emulator.report.report import Report
+
+JSON_FILE = "report.json"
+JUNIT_FILE = "junit.xml"
+#: the JUnit test case that fails when the run itself had errors (a traffic tool failed ...)
+ERRORS_CASE = "errors"
+#: characters XML 1.0 cannot carry at all (a tool's stderr may hold ANSI escapes, NULs ...)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _x(text: str) -> str:
+    """Text made safe for XML: each character XML cannot hold becomes U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def write_json(report: Report, path: str | Path) -> str:
+    """Every metric, assertion (measured vs bound), mark, series, counter, version and the scenario text."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return str(path)
+
+
+def junit_tree(report: Report) -> ET.ElementTree:
+    """The JUnit XML of a report: one testsuite, one testcase per assertion, plus "errors"."""
+    classname = _x(f"caspian.{report.scenario}")
+    n_failures = len(report.failed) + (1 if report.errors else 0)
+    n_tests = len(report.assertions) + 1
+    counts = {"tests": str(n_tests), "failures": str(n_failures), "errors": "0", "skipped": "0",
+              "time": f"{report.wall_s:.3f}"}
+    root = ET.Element("testsuites", {"name": "caspian", **counts})
+    suite = ET.SubElement(root, "testsuite",
+                          {"name": _x(report.scenario), **counts, "timestamp": _x(report.started_at)})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in [("seed", str(report.seed)), ("source", report.source), ("started_at", report.started_at),
+                        ("duration_s", f"{report.duration_s:g}"),
+                        *((f"version.{k}", v) for k, v in report.versions.items())]:
+        ET.SubElement(properties, "property", {"name": _x(name), "value": _x(value)})
+    for result in report.assertions:
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _x(result.name), "time": "0"})
+        if result.line:
+            case.set("file", _x(report.source))
+            case.set("line", str(result.line))
+        if not result.passed:
+            failure = ET.SubElement(case, "failure", {"message": _x(result.message()), "type": "AssertionFailed"})
+            failure.text = _x(f"{result.metric}: {result.message()}" + (
+                f" ({report.source}:{result.line})" if result.line else ""))
+    case = ET.SubElement(suite, "testcase", {"classname": classname, "name": ERRORS_CASE, "time": "0"})
+    if report.errors:
+        first = report.errors[0] + (f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else "")
+        failure = ET.SubElement(case, "failure", {"message": _x(first), "type": "RunError"})
+        failure.text = _x("\n".join(report.errors))
+    if report.scenario_text:
+        ET.SubElement(suite, "system-out").text = _x(report.scenario_text)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(report: Report, path: str | Path) -> str:
+    """JUnit XML for CI: a failed assertion is a failed test case named by its metric and bound."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_tree(report).write(path, encoding="utf-8", xml_declaration=True)
+    return str(path)
+
+
+def write_all(report: Report, directory: str | Path) -> dict[str, str]:
+    """report.json, junit.xml and the plots into `directory`; {"json": path, "junit": path, "delay": path, ...}."""
+    from emulator.report.plots import PLOT_FILES, write_plots
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {"json": write_json(report, directory / JSON_FILE), "junit": write_junit(report, directory / JUNIT_FILE)}
+    by_file = {name: kind for kind, name in PLOT_FILES.items()}
+    for path in write_plots(report, directory):
+        written[by_file[Path(path).name]] = path
+    return written

@@ -1,0 +1,137 @@
+"""A scenario: a topology plus traffic, a timeline of events and assertions.
+
+Pure, immutable data; `emulator.scenario.loader.load_scenario` builds it from
+the same YAML file a topology lives in (the topology sections plus `duration`,
+`traffic`, `timeline` and `assertions`). Times are ns from the scenario start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from emulator.model.linkparams import LinkParams
+from emulator.scenario.topology import Topology
+
+TRAFFIC_KINDS = ("probe", "tcp", "udp")
+EVENT_KINDS = ("cut", "restore", "set", "flap")
+DIRECTIONS = ("both", "a_to_b", "b_to_a")
+
+#: Metrics each traffic kind yields; an assertion names `<traffic>.<metric>`.
+TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
+    "probe": (
+        "sent", "received", "loss_pct", "loss_outside_events_pct",
+        "owd_min_ms", "owd_median_ms", "owd_mean_ms", "owd_p99_ms", "owd_max_ms",
+        "jitter_ms", "reordered", "duplicates", "longest_gap_ms", "loss_burst_mean",
+    ),
+    "tcp": ("throughput_mbps", "retransmits", "bytes"),
+    "udp": ("throughput_mbps", "loss_pct", "jitter_ms", "bytes"),
+}
+#: Metrics of every link direction: `link.<name>.<a_to_b|b_to_a>.<metric>`.
+LINK_METRICS = ("rx_packets", "tx_packets", "drops_outage", "drops_loss", "drops_queue", "duplicated", "corrupted")
+#: Metrics of the timeline: `events.<metric>`.
+EVENT_METRICS = ("cut_total_ms",)
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    """One traffic stream between two nodes."""
+
+    name: str
+    kind: str                      # probe | tcp | udp
+    source: str                    # node name (`from` in YAML)
+    target: str                    # node name (`to` in YAML)
+    start_ns: int = 0
+    stop_ns: int | None = None     # None = the scenario's end
+    #: probe: packets per second; udp: target bit/s; tcp: 0 (unlimited) or a cap in bit/s
+    rate: float = 0.0
+    #: probe/udp payload bytes (probe: at least 16, for sequence and time)
+    size: int = 64
+    ipv6: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """A timeline event on one link at `at_ns` after the start.
+
+    `flap`: `count` cycles of down for `period_ns / 2`, then up for `period_ns / 2`.
+    `set`: `params` replaces the direction(s) parameters: the netem `words`
+    applied on top of the link's parameters as configured in the file (not on
+    top of an earlier `set`). With `direction` both, `params` is a_to_b and
+    `params_b_to_a` the other way; for one direction only `params` is given.
+    `direction` is always both, a_to_b or b_to_a (a node name is normalised).
+    """
+
+    at_ns: int
+    kind: str                      # cut | restore | set | flap
+    link: str
+    direction: str = "both"
+    params: LinkParams | None = None          # set: a_to_b (or the only direction)
+    params_b_to_a: LinkParams | None = None   # set with direction both: the other way
+    words: str = ""                           # set: the words as written, for reports
+    period_ns: int = 0
+    count: int = 0
+
+    def expand(self) -> list["Event"]:
+        """A flap as its cut/restore steps; other events as themselves."""
+        if self.kind != "flap":
+            return [self]
+        half = self.period_ns // 2
+        steps: list[Event] = []
+        for i in range(self.count):
+            t = self.at_ns + i * self.period_ns
+            steps.append(Event(t, "cut", self.link, self.direction))
+            steps.append(Event(t + half, "restore", self.link, self.direction))
+        return steps
+
+    @property
+    def end_ns(self) -> int:
+        return self.at_ns + (self.period_ns * self.count if self.kind == "flap" else 0)
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """`metric` must lie within [low, high] (either may be None = unbounded)."""
+
+    metric: str
+    low: float | None = None
+    high: float | None = None
+    description: str = ""          # how it was written, e.g. "between [1.9, 2.3]"
+    line: int = 0                  # line in the scenario file, for reports
+
+    def holds(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.low is not None and value < self.low:
+            return False
+        if self.high is not None and value > self.high:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything a run needs; `source` is the file it came from."""
+
+    topology: Topology
+    duration_ns: int
+    traffic: tuple[TrafficSpec, ...] = ()
+    timeline: tuple[Event, ...] = ()
+    assertions: tuple[Assertion, ...] = ()
+    seed: int = 1
+    source: str = "<default>"
+    text: str = field(default="", repr=False)   # the file's text, kept for the report
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    @classmethod
+    def load(cls, path: str) -> "Scenario":
+        """Read and validate a scenario file (raises ScenarioError)."""
+        from emulator.scenario.loader import load_scenario
+
+        return load_scenario(path)
+
+    def steps(self) -> list[Event]:
+        """The timeline with flaps expanded, in time order."""
+        return sorted((step for event in self.timeline for step in event.expand()), key=lambda e: e.at_ns)
