@@ -60,8 +60,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         restore()
         raise
     restore()
-    assert testbed.run is not None
-    print(f"caspian: testbed {testbed.run.prefix} is up ({len(topology.nodes)} nodes, "
+    assert testbed.state is not None
+    print(f"caspian: testbed {testbed.state.prefix} is up ({len(topology.nodes)} nodes, "
           f"{len(topology.links)} links; engine pid {testbed.engine_pid})")
     print(f"  try: caspian exec {topology.nodes[0].name} -- ping {topology.nodes[-1].name}")
     print("  stop it with: caspian down")

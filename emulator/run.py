@@ -31,6 +31,8 @@ LEAD_S = 1.0
 GRACE_S = 1.0
 #: How long after a restore the stream counts as disturbed (for loss_outside_events_pct).
 RECOVERY_NS = 1_000_000_000
+#: ... and how long before a cut (probes already on their way are lost too).
+LEAD_IN_NS = 100_000_000
 PROBE_BASE_PORT = 7000
 IPERF_BASE_PORT = 5201
 
@@ -183,7 +185,9 @@ class ScenarioRun:
                     records = probe.load_records(s.files["records"])
                     result = analysis.analyze_probes(records, summary["sent"], summary["interval_ns"],
                                                      event_windows=windows)
-                    series[name] = analysis.probe_series(records, self.t0_ns, summary=summary)
+                    sent_times = analysis.estimate_send_times(records, summary["sent"], summary["interval_ns"],
+                                                              summary["first_ns"])
+                    series[name] = analysis.probe_series(records, self.t0_ns, sent_times=sent_times)
                 else:
                     with open(s.files["iperf"]) as fh:
                         parsed = iperf.parse_client_json(fh.read(), s.spec.kind)
@@ -201,7 +205,9 @@ class ScenarioRun:
         windows = []
         for spans in self.cut_windows.values():
             for start, end in spans:
-                windows.append((start, (end if end > 0 else self.t0_ns + self.scenario.duration_ns) + RECOVERY_NS))
+                # A cut also takes the probes sent up to one path delay before it.
+                windows.append((start - LEAD_IN_NS,
+                                (end if end > 0 else self.t0_ns + self.scenario.duration_ns) + RECOVERY_NS))
         return windows
 
     def cut_total_ms(self) -> float:
@@ -213,6 +219,8 @@ class ScenarioRun:
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float, role: str, errors: list[str], terminated: bool = False) -> None:
+    if proc.returncode is not None and (proc.stderr is None or proc.stderr.closed):
+        return  # already waited for and judged
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:

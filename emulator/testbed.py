@@ -61,7 +61,7 @@ class Testbed:
         default_seed = self.scenario.seed if self.scenario else topology.seed
         self.seed = seed if seed is not None else (default_seed if default_seed is not None else 1)
         self.engine_options = engine_options or EngineOptions()
-        self.run: RunState | None = None
+        self.state: RunState | None = None
         self.network: Any = None  # emulator.network.testbed.Network once built
         self.engine: EngineClient | None = None
         self.engine_pid: int | None = None
@@ -73,18 +73,18 @@ class Testbed:
         """Build the network and start the engine; on failure remove what was made."""
         from emulator.network.testbed import Network
 
-        self.run = RunState.create(self.state_root)
+        self.state = RunState.create(self.state_root)
         try:
-            self.network = Network.build(self.topology, self.run, rx_cpus=self.engine_options.receive_cpu_mask())
+            self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask())
             self._start_engine()
         except BaseException:
-            teardown(self.run)
+            teardown(self.state)
             raise
         return self
 
     def stop(self) -> list[str]:
         """Stop the engine and remove everything the run recorded; problems found."""
-        if self.run is None:
+        if self.state is None:
             return []
         if self._engine_process is not None:
             try:
@@ -93,8 +93,8 @@ class Testbed:
                 pass  # teardown kills it by PID
             self._engine_process = None
             self.engine = None
-        problems = teardown(self.run)
-        self.run = None
+        problems = teardown(self.state)
+        self.state = None
         return problems
 
     def __enter__(self) -> "Testbed":
@@ -136,8 +136,8 @@ class Testbed:
         return specs
 
     def _start_engine(self) -> None:
-        assert self.run is not None
-        self._engine_process = EngineProcess(self.run, self.network.wire_netns, self.link_specs(), self.engine_options)
+        assert self.state is not None
+        self._engine_process = EngineProcess(self.state, self.network.wire_netns, self.link_specs(), self.engine_options)
         self.engine = self._engine_process.start()
         self.engine_pid = self._engine_process.pid
 
@@ -191,7 +191,7 @@ class AttachedTestbed:
     """A testbed started by another process, reached through its run records."""
 
     def __init__(self, run: RunState) -> None:
-        self.run = run
+        self.state = run
         network = run.get_meta("network")
         engine = run.get_meta("engine")
         if not network or not engine:
@@ -204,7 +204,7 @@ class AttachedTestbed:
         try:
             return self.nodes[node]
         except KeyError:
-            raise InputError(f"no node named {node!r} in run {self.run.prefix}",
+            raise InputError(f"no node named {node!r} in run {self.state.prefix}",
                              fix=f"nodes are: {', '.join(self.nodes)}") from None
 
     def set(self, link: str, words: str | Sequence[str] | LinkParams, direction: str = "both") -> None:

@@ -46,6 +46,11 @@ from emulator.scenario.topology import Topology
 
 log = logging.getLogger(__name__)
 
+#: address flag: skip duplicate address detection (linux/if_addr.h)
+IFA_F_NODAD = 0x02
+#: neighbour state of a static ARP/ND entry (linux/neighbour.h)
+NUD_PERMANENT = 0x80
+
 #: MTU of the wire-side ends: above any link MTU, so the engine sees oversized frames
 WIRE_MTU = 9000
 
@@ -153,6 +158,7 @@ class Network:
                     self._make_veth(handles, sockets, k, link.name, link.mtu, end.node, wire_if)
             for node in self.topology.nodes:
                 self._configure_node(handles[self.node_netns(node.name)], node.name)
+            self._static_neighbours(handles)
         finally:
             for handle in handles.values():
                 handle.close()
@@ -252,15 +258,51 @@ class Network:
                 self._add_address(ipr, index, ifname, netns, address)
         for route in self.routes[node]:
             index = ipr.link_lookup(ifname=route.dev)[0]
+            # Traffic a node originates leaves from its own (loopback)
+            # address, the one its name resolves to: a UDP server that
+            # connect()s back to its client (iperf3 -u) must answer from the
+            # address the client sent to, or the client's connected socket
+            # refuses the reply.
+            source = plan.loopback4[node] if route.family == 4 else plan.loopback6[node]
             try:
-                ipr.route("add", dst=route.prefix, gateway=route.via, oif=index)
+                ipr.route("add", dst=route.prefix, gateway=route.via, oif=index, prefsrc=str(source.ip))
             except NetlinkError as exc:
                 raise _netlink(f"cannot add route {route.prefix} via {route.via} dev {route.dev} in {netns}", exc) from exc
 
+    def _static_neighbours(self, handles: dict[str, IPRoute]) -> None:
+        """Permanent ARP/ND entries for every link's far end.
+
+        A point-to-point cable needs no address resolution, and with it an
+        impaired link would lose ARP and ND too: a lost ARP reply makes the
+        sending router drop everything queued for that neighbour for a
+        second, a loss the link's model never drew. With static entries the
+        link's loss, cuts and delays apply to the traffic alone.
+        """
+        macs: dict[tuple[str, str], str] = {}
+        for (node, link), ifname in self.interfaces.items():
+            ipr = handles[self.node_netns(node)]
+            index = ipr.link_lookup(ifname=ifname)[0]
+            macs[(node, link)] = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
+        for link in self.topology.links:
+            for here, there in ((link.a.node, link.b.node), (link.b.node, link.a.node)):
+                ipr = handles[self.node_netns(here)]
+                index = ipr.link_lookup(ifname=self.interfaces[(here, link.name)])[0]
+                for plan in (self.addresses.link4, self.addresses.link6):
+                    peer = str(plan[(there, link.name)].ip)
+                    try:
+                        ipr.neigh("add", dst=peer, lladdr=macs[(there, link.name)], ifindex=index,
+                                  state=NUD_PERMANENT)
+                    except NetlinkError as exc:
+                        raise _netlink(f"cannot add neighbour {peer} on {here}/{link.name}", exc) from exc
+
     @staticmethod
     def _add_address(ipr: IPRoute, index: int, ifname: str, netns: str, address: Any) -> None:
+        # IPv6: no DAD at all (IFA_F_NODAD). Even with accept_dad=0 a fresh
+        # address is "tentative" until a kernel worker has run, and a route
+        # naming it as preferred source would be refused (EINVAL) meanwhile.
+        extra = {"flags": IFA_F_NODAD} if address.version == 6 else {}
         try:
-            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen, **extra)
         except NetlinkError as exc:
             raise _netlink(f"cannot add address {address} to {ifname} in {netns}", exc) from exc
 

@@ -117,9 +117,9 @@ def make_testbed(run_root: str) -> Iterator[Callable[..., Any]]:
     finally:
         failures = []
         for testbed in reversed(made):
-            if testbed.run is None:
+            if testbed.state is None:
                 continue
-            prefix, run_dir, engine_pid = testbed.run.prefix, testbed.run.dir, testbed.engine_pid
+            prefix, run_dir, engine_pid = testbed.state.prefix, testbed.state.dir, testbed.engine_pid
             problems = testbed.stop()
             if problems:
                 failures.append(f"{prefix}: teardown problems {problems}")

@@ -1,0 +1,195 @@
+"""Probe stream metrics: pure functions over a receiver's records and a sender's summary.
+
+Definitions (times are CLOCK_REALTIME ns, as stamped by sender and receiver):
+
+- `sent`: probes the sender sent (its summary); sequence numbers are 0..sent-1.
+- `received`: unique sequence numbers received; `duplicates`: copies beyond the first.
+- `loss_pct`: 100 (sent - received) / sent.
+- `loss_outside_events_pct`: the same among probes whose send time lies outside
+  every event window [start, end) (absolute ns; the caller pads a window by
+  what it needs, e.g. a cut's window starts one OWD early). A lost probe's
+  send time is interpolated between the received neighbours in sequence
+  order (exact while the sender keeps its schedule; `interval_ns` steps
+  past the first/last received probe).
+- `owd_*_ms`: one-way delay recv_ns - send_ns of first copies; `owd_p99_ms` is
+  the nearest-rank percentile (the ceil(0.99 n)-th smallest); median is the
+  mean of the middle two for even n.
+- `jitter_ms`: RFC 3550 interarrival jitter over first copies in arrival order:
+  D = (R_i - R_{i-1}) - (S_i - S_{i-1}), J += (|D| - J) / 16, J starts at 0.
+- `reordered`: RFC 4737 reordered packets: first copies whose sequence number is
+  lower than the highest one received before them.
+- `loss_burst_mean`: mean length, in probes, of the runs of consecutive lost
+  sequence numbers among 0..sent-1 (0 when nothing is lost).
+- `longest_gap_ms`: over first copies sorted by sequence number, for each pair
+  of consecutive received probes with lost probes between them: the time
+  between their send times minus one interval (= the stretch of the stream
+  nobody saw, measured at the sender); leading and trailing losses count as
+  (number lost) x interval. 0 when nothing was lost. A sender stall is not
+  a gap (it is the summary's `skipped`).
+
+A metric with no data (nothing sent or received) is None.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Sequence
+
+from emulator.scenario.scenario import TRAFFIC_METRICS
+
+PROBE_METRICS = TRAFFIC_METRICS["probe"]
+MAX_OWD_POINTS = 5000
+
+
+def _first_copies(records: Any) -> list[tuple[int, int, int]]:
+    """(seq, send_ns, recv_ns) of each sequence number's first arrival, in arrival order."""
+    seen: set[int] = set()
+    first = []
+    for seq, sent, got in zip(records.seq, records.send_ns, records.recv_ns):
+        if seq in seen:
+            continue
+        seen.add(seq)
+        first.append((seq, sent, got))
+    return first
+
+
+def estimate_send_times(records: Any, sent: int, interval_ns: int, first_ns: int | None = None) -> list[int]:
+    """The send time of every probe 0..sent-1: stamped for received ones, interpolated for lost ones.
+
+    Lost probes between two received ones are spread evenly between their
+    send times; before the first received one they step back by
+    `interval_ns` (from `first_ns`, the summary's, when given, as the time of
+    seq 0); after the last received one they step forward by `interval_ns`.
+    """
+    known = {seq: sent_ns for seq, sent_ns, _ in _first_copies(records) if 0 <= seq < sent}
+    if first_ns is not None and sent > 0 and 0 not in known:
+        known[0] = first_ns
+    times = [0] * sent
+    if not known:
+        base = first_ns or 0
+        return [base + k * interval_ns for k in range(sent)]
+    anchors = sorted(known)
+    first = anchors[0]
+    for k in range(first + 1):
+        times[k] = known[first] - (first - k) * interval_ns
+    for lo, hi in zip(anchors, anchors[1:]):
+        t_lo, t_hi = known[lo], known[hi]
+        for k in range(lo, hi + 1):
+            times[k] = t_lo + (t_hi - t_lo) * (k - lo) // (hi - lo)
+    last = anchors[-1]
+    for k in range(last, sent):
+        times[k] = known[last] + (k - last) * interval_ns
+    return times
+
+
+def _outside(t: int, windows: Sequence[tuple[int, int]]) -> bool:
+    return all(not (start <= t < end) for start, end in windows)
+
+
+def _nearest_rank(sorted_values: Sequence[int], fraction: float) -> int:
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def analyze_probes(records: Any, sent: int, interval_ns: int, *,
+                   event_windows: Sequence[tuple[int, int]] = ()) -> dict[str, float | None]:
+    """Every metric of TRAFFIC_METRICS["probe"] for one stream (see the module docstring)."""
+    first = _first_copies(records)
+    unique = len(first)
+    result: dict[str, float | None] = dict.fromkeys(PROBE_METRICS)
+    result["sent"] = float(sent)
+    result["received"] = float(unique)
+    result["duplicates"] = float(len(records.seq) - unique)
+    if sent > 0:
+        result["loss_pct"] = 100.0 * (sent - unique) / sent
+        received_seqs = {seq for seq, _, _ in first}
+        times = estimate_send_times(records, sent, interval_ns)
+        outside = [k for k in range(sent) if _outside(times[k], event_windows)]
+        runs, run = [], 0
+        for k in range(sent):
+            if k in received_seqs:
+                if run:
+                    runs.append(run)
+                run = 0
+            else:
+                run += 1
+        if run:
+            runs.append(run)
+        if "loss_burst_mean" in result:
+            result["loss_burst_mean"] = sum(runs) / len(runs) if runs else 0.0
+        if outside:
+            lost_outside = sum(1 for k in outside if k not in received_seqs)
+            result["loss_outside_events_pct"] = 100.0 * lost_outside / len(outside)
+    if not first:
+        return result
+
+    owds = sorted(got - sent_ns for _, sent_ns, got in first)
+    result["owd_min_ms"] = owds[0] / 1e6
+    result["owd_max_ms"] = owds[-1] / 1e6
+    result["owd_mean_ms"] = sum(owds) / len(owds) / 1e6
+    result["owd_median_ms"] = statistics.median(owds) / 1e6
+    result["owd_p99_ms"] = _nearest_rank(owds, 0.99) / 1e6
+
+    jitter = 0.0
+    for (_, s0, r0), (_, s1, r1) in zip(first, first[1:]):
+        d = (r1 - r0) - (s1 - s0)
+        jitter += (abs(d) - jitter) / 16
+    result["jitter_ms"] = jitter / 1e6
+
+    reordered, highest = 0, -1
+    for seq, _, _ in first:
+        if seq < highest:
+            reordered += 1
+        else:
+            highest = seq
+    result["reordered"] = float(reordered)
+
+    by_seq = sorted((seq, sent_ns) for seq, sent_ns, _ in first)
+    gap = 0
+    for (q0, t0), (q1, t1) in zip(by_seq, by_seq[1:]):
+        if q1 - q0 > 1:
+            gap = max(gap, t1 - t0 - interval_ns)
+    if sent > 0:
+        gap = max(gap, by_seq[0][0] * interval_ns, (sent - 1 - by_seq[-1][0]) * interval_ns)
+    result["longest_gap_ms"] = gap / 1e6
+    return result
+
+
+def probe_series(records: Any, start_ns: int, *, window_ns: int = 100_000_000,
+                 sent_times: Sequence[int] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Time series for plots; t_s is seconds since `start_ns`.
+
+    `owd_ms`: (send time, OWD) of each first copy, in send order; above
+    MAX_OWD_POINTS it keeps, per bucket of consecutive probes, the lowest
+    and the highest OWD (in time order), so spikes and floors both survive.
+    `loss_pct`: per window of `window_ns` by send time, 100 x lost / sent
+    (windows in which nothing was sent are left out). It needs the send time
+    of every sent probe, `sent_times` (index = sequence number; e.g.
+    `estimate_send_times(records, summary["sent"], summary["interval_ns"],
+    summary["first_ns"])`); without it the loss series is empty.
+    """
+    first = sorted(_first_copies(records), key=lambda r: r[1])
+    points = [((sent_ns - start_ns) / 1e9, (got - sent_ns) / 1e6) for _, sent_ns, got in first]
+    if len(points) > MAX_OWD_POINTS:
+        bucket = math.ceil(len(points) / (MAX_OWD_POINTS // 2))
+        kept = []
+        for i in range(0, len(points), bucket):
+            chunk = points[i:i + bucket]
+            low = min(range(len(chunk)), key=lambda j: chunk[j][1])
+            high = max(range(len(chunk)), key=lambda j: chunk[j][1])
+            kept.extend(chunk[j] for j in sorted({low, high}))
+        points = kept
+
+    loss: list[tuple[float, float]] = []
+    if sent_times is not None:
+        received = {seq for seq, _, _ in first}
+        sent_in: dict[int, int] = {}
+        lost_in: dict[int, int] = {}
+        for seq, t in enumerate(sent_times):
+            w = (t - start_ns) // window_ns
+            sent_in[w] = sent_in.get(w, 0) + 1
+            if seq not in received:
+                lost_in[w] = lost_in.get(w, 0) + 1
+        loss = [(w * window_ns / 1e9, 100.0 * lost_in.get(w, 0) / n) for w, n in sorted(sent_in.items())]
+    return {"owd_ms": points, "loss_pct": loss}

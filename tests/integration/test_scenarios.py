@@ -1,0 +1,73 @@
+"""Every shipped scenario runs green; a false assertion fails the run and is named in JUnit."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import requires_root
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(glob.glob(str(ROOT / "scenarios" / "*.yaml")))
+
+pytestmark = [pytest.mark.root, requires_root]
+
+
+def _caspian(run_root: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emulator.cli", "--state-root", run_root, *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[os.path.basename(p) for p in SCENARIOS])
+def test_shipped_scenario_runs_green(path: str, run_root: str, tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    done = _caspian(run_root, "run", path, "--report", str(report_dir))
+    assert done.returncode == 0, f"{os.path.basename(path)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    for name in ("report.json", "junit.xml", "delay.png"):
+        assert (report_dir / name).stat().st_size > 0
+    assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"
+
+
+FALSE_ASSERTION = """\
+name: false-assertion
+duration: 3s
+nodes:
+  left: {role: host}
+  right: {role: host}
+links:
+  left-right: {ends: [left, right], delay: 2ms}
+traffic:
+  probe: {kind: probe, from: left, to: right, rate: 500pps}
+assertions:
+  - {metric: probe.owd_median_ms, between: [1.9, 2.5]}
+  - {metric: probe.owd_median_ms, at_most: 1.0}     # false on purpose: the link has 2 ms
+"""
+
+
+def test_false_assertion_exits_1_and_is_named_in_junit(run_root: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "false.yaml"
+    scenario.write_text(FALSE_ASSERTION)
+    junit = tmp_path / "out.xml"
+    done = _caspian(run_root, "run", str(scenario), "--report", str(tmp_path / "r"), "--junit", str(junit))
+    assert done.returncode == 1, done.stdout + done.stderr
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed == ["probe.owd_median_ms at most 1.0"], failed
+    assert "FAIL" in done.stdout
+
+
+def test_scenario_with_bad_event_time_exits_2_and_creates_nothing(run_root: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "late.yaml"
+    scenario.write_text(FALSE_ASSERTION.replace("assertions:", "timeline:\n  - {at: 9s, cut: left-right}\nassertions:"))
+    done = _caspian(run_root, "run", str(scenario))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "late.yaml:" in lines[0] and "timeline[0].at" in lines[0], lines
+    assert not os.path.exists(run_root), "validation must fail before any run state is made"
