@@ -109,6 +109,10 @@ class Network:
         interfaces = naming.interface_names(topology)
         plan = address_plan(topology)
         routes = compute_routes(topology, plan, interfaces)
+        if topology.dynamic_routing:
+            # Routers learn their routes from the routing daemons
+            # (emulator.routing); hosts run none and keep their static routes.
+            routes = {node: [] if topology.node(node).role == "router" else table for node, table in routes.items()}
         network = cls(topology, run, interfaces, plan, routes)
         try:
             network._build()
@@ -142,6 +146,10 @@ class Network:
                     kernel.write_sysctl(f"net.ipv4.conf.{scope}.rp_filter", 0)
                     # no duplicate address detection: addresses usable at once
                     kernel.write_sysctl(f"net.ipv6.conf.{scope}.accept_dad", 0)
+                    # no router solicitations: routes are configured, and
+                    # chatter on the links would shift the engine's seeded
+                    # random streams between two runs of the same scenario
+                    kernel.write_sysctl(f"net.ipv6.conf.{scope}.router_solicitations", 0)
 
         handles: dict[str, IPRoute] = {}
         sockets: dict[str, socket.socket] = {}
