@@ -81,17 +81,25 @@ def test_same_seed_reproduces_the_same_drops(make_testbed: Any, tmp_path: Path) 
     from tests.integration.test_traffic import run_probes
 
     lost: list[set[int]] = []
+    before: list[int] = []
     for i, seed in enumerate((11, 11, 12)):
         testbed = make_testbed(two_host_topology("delay: 1ms\nloss: 5%"), seed=seed)
         # after the interfaces' own IPv6 chatter (MLD reports within ~1 s of
-        # coming up), so only probes cross the lossy direction
-        time.sleep(1.5)
+        # coming up), so that, as a rule, only probes cross the lossy direction
+        time.sleep(2.0)
+        before.append(testbed.stats()["left-right"]["a_to_b"]["rx_packets"])
         summary, records, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7100 + i)
-        # The k-th frame into a direction takes the k-th draw of its seeded
-        # stream, so the same frames in the same order lose the same
-        # sequence numbers, whatever the timing.
         lost.append(set(range(summary["sent"])) - set(records.seq))
         testbed.stop()
-    assert lost[0] and lost[0] == lost[1], (len(lost[0]), len(lost[1]), sorted(lost[0] ^ lost[1])[:10])
+    # The k-th frame into a direction takes the k-th draw of its seeded
+    # stream, so the same seed loses the same probes, whatever the timing. If
+    # the kernel's own chatter put a different number of frames ahead of the
+    # probes, the same draws fall on probes shifted by that difference: undo
+    # it (the engine counted those frames) and compare where both runs overlap.
+    shift = before[1] - before[0]
+    shifted = {seq + shift for seq in lost[1]}
+    overlap = range(max(0, shift) + 1, 1900)
+    assert lost[0] and {s for s in lost[0] if s in overlap} == {s for s in shifted if s in overlap}, (
+        shift, before, sorted(lost[0] ^ shifted)[:10])
     # ~100 losses each out of 2000: two independent streams agreeing on all is impossible
     assert lost[2] != lost[0]
