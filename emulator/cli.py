@@ -83,6 +83,16 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_FAILED
 
 
+def _with_bird_socket(testbed: Any, node: str, argv: list[str]) -> list[str]:
+    """`birdc ...` in a router that runs BIRD: add `-s SOCKET` (its control socket) unless given."""
+    if os.path.basename(argv[0]) != "birdc" or "-s" in argv[1:]:
+        return argv
+    sockets = (testbed.state.get_meta("routing") or {}).get("sockets", {})
+    if node not in sockets:
+        return argv
+    return [argv[0], "-s", sockets[node], *argv[1:]]
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     from emulator.engine.fastpath import EngineOptions
     from emulator.network.exec import exec_in_node
@@ -93,6 +103,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise InputError("no command given", fix="write it after --, e.g. caspian exec europe -- ping asia")
     testbed = Testbed.attach(find_run(args.run, args.state_root))
+    argv = _with_bird_socket(testbed, args.node, argv)
     keep_off_engine_cpu(os.getpid(), EngineOptions())  # inherited by what we exec
     exec_in_node(testbed.node_netns(args.node), argv, testbed.hosts_file)
     return EXIT_FAILED  # not reached: exec replaces this process
@@ -162,6 +173,7 @@ def print_stats(stats: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from emulator.network.signals import install_teardown_handlers
     from emulator.report.console import print_report
     from emulator.report.writers import write_all, write_junit
     from emulator.run import implicit_scenario, run_scenario
@@ -173,8 +185,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = implicit_scenario(scenario)
     _root_required()
     report_dir = args.report or os.path.join("reports", scenario.name)
-    report = _with_progress(scenario, lambda progress: run_scenario(
-        scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+    # SIGTERM/SIGINT become exceptions, so the testbed is torn down on the way out
+    restore = install_teardown_handlers()
+    try:
+        report = _with_progress(scenario, lambda progress: run_scenario(
+            scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+    finally:
+        restore()
     written = write_all(report, report_dir)
     if args.junit:
         write_junit(report, args.junit)
@@ -202,7 +219,10 @@ def _with_progress(scenario: Any, work: Any) -> Any:
 def cmd_bench(args: argparse.Namespace) -> int:
     from emulator.bench import PARTS, run_bench
 
+    from emulator.network.signals import install_teardown_handlers
+
     _root_required()
+    install_teardown_handlers()  # SIGTERM tears the bench testbed down too
     only = tuple(args.only.split(",")) if args.only else PARTS
     unknown = [part for part in only if part not in PARTS]
     if unknown:

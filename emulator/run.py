@@ -201,6 +201,18 @@ class ScenarioRun:
                 metrics[f"{name}.{metric}"] = value
         return metrics, series
 
+    def abort(self) -> None:
+        """Stop every process this run started, at once (by PID; teardown would too)."""
+        procs = [p for s in self.streams for p in (s.sender, s.receiver) if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=2)
+
     def _event_windows(self) -> list[tuple[int, int]]:
         windows = []
         for spans in self.cut_windows.values():
@@ -284,8 +296,10 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
         run = ScenarioRun(testbed, scenario, workdir, progress)
         try:
             run.play()
-        finally:
-            metrics, series = run.stop_and_collect()
+        except BaseException:
+            run.abort()  # interrupted (Ctrl-C, SIGTERM) or failed: no results to wait for
+            raise
+        metrics, series = run.stop_and_collect()
         stats = testbed.stats()
     metrics.update(link_metrics(stats))
     metrics["events.cut_total_ms"] = run.cut_total_ms()
