@@ -54,16 +54,12 @@ def _fail(what: str) -> NoReturn:
     raise TestbedError(f"{what}: {os.strerror(err)}")
 
 
-def exec_in_node(netns: str, argv: Sequence[str], hosts_file: str) -> NoReturn:
-    """Replace this process with `argv` running in namespace `netns`, `hosts_file` as /etc/hosts.
+def enter_node(netns: str) -> ctypes.CDLL:
+    """Move this (single-threaded) process into `netns` with a private mount namespace.
 
-    Call it in a single-threaded process (the CLI's `exec`, the trampoline):
-    a private mount namespace cannot be made while threads share the
-    filesystem context. Raises TestbedError if the namespace cannot be set
-    up, and the OSError of execvp (FileNotFoundError: no such program).
+    Private, so mounts made afterwards (the hosts file, a sysfs) never
+    propagate back to the host. Returns libc for further mounts.
     """
-    if not argv:
-        raise TestbedError("no command given to run in the node")
     libc = _libc()
     path = os.path.join(NETNS_RUN_DIR, netns)
     try:
@@ -77,9 +73,22 @@ def exec_in_node(netns: str, argv: Sequence[str], hosts_file: str) -> NoReturn:
         os.close(fd)
     if libc.unshare(CLONE_NEWNS) != 0:
         _fail("cannot create a private mount namespace")
-    # Private, so the bind mount below never propagates back to the host.
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         _fail("cannot make / a private mount")
+    return libc
+
+
+def exec_in_node(netns: str, argv: Sequence[str], hosts_file: str) -> NoReturn:
+    """Replace this process with `argv` running in namespace `netns`, `hosts_file` as /etc/hosts.
+
+    Call it in a single-threaded process (the CLI's `exec`, the trampoline):
+    a private mount namespace cannot be made while threads share the
+    filesystem context. Raises TestbedError if the namespace cannot be set
+    up, and the OSError of execvp (FileNotFoundError: no such program).
+    """
+    if not argv:
+        raise TestbedError("no command given to run in the node")
+    libc = enter_node(netns)
     if libc.mount(os.fsencode(hosts_file), b"/etc/hosts", None, MS_BIND, None) != 0:
         _fail(f"cannot bind-mount {hosts_file} over /etc/hosts")
     # /sys shows the network devices of the namespace that mounted it: remount

@@ -11,13 +11,12 @@ in a process with threads.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from typing import Sequence
 
 from emulator.errors import TestbedError
-from emulator.network.exec import CLONE_NEWNET, CLONE_NEWNS, MS_PRIVATE, MS_REC, NETNS_RUN_DIR, _fail, _libc
+from emulator.network.exec import _fail, enter_node
 
 
 def write_in_netns(netns: str, values: dict[str, str]) -> None:
@@ -32,17 +31,7 @@ def write_in_netns(netns: str, values: dict[str, str]) -> None:
 
 
 def _write(netns: str, assignments: Sequence[str]) -> None:
-    libc = _libc()
-    fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            _fail(f"cannot enter network namespace {netns!r}")
-    finally:
-        os.close(fd)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        _fail("cannot create a private mount namespace")
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        _fail("cannot make / a private mount")
+    libc = enter_node(netns)
     if libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None) != 0:
         _fail("cannot mount sysfs for the namespace")
     for assignment in assignments:

@@ -194,7 +194,6 @@ def build_template(src: str, dst: str, sport: int, dport: int, size: int, ipv6: 
     adds the IPv6 header and the checksum).
     """
     from scapy.layers.inet import IP, UDP
-    from scapy.layers.inet6 import IPv6
     from scapy.packet import Raw
 
     payload = bytes(max(size, MIN_SIZE))

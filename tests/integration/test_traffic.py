@@ -77,8 +77,11 @@ def test_probe_stream_lossless_link(make_testbed: Any, tmp_path: os.PathLike[str
     m = analyze_probes(records, summary["sent"], summary["interval_ns"])
     print(summary, m)
     # 1 kpps for 2 s: 2000 slots; a stall of the shared vCPUs may skip a few
-    assert summary["sent"] + summary["skipped"] in range(1999, 2002)
-    assert summary["sent"] >= 1900
+    # 2000 slots; a sender that falls > 1 ms behind on a busy machine restarts
+    # its schedule, which shifts the phase by up to one slot per restart and
+    # rounds `skipped` down: allow 1 % either way
+    assert 1980 <= summary["sent"] + summary["skipped"] <= 2020
+    assert summary["sent"] >= 1800
     assert m["received"] == m["sent"] == summary["sent"]
     # never early; above 2 ms: the veth and stack crossings plus the engine's
     # release lateness (tens of µs), far under 0.3 ms at the median

@@ -7,7 +7,6 @@ deterministic, but no tolerance was tuned to a seed. See docs/pipeline.md.
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 from collections import Counter
