@@ -34,6 +34,8 @@ from emulator.scenario.topology import Topology
 
 #: Ethernet header + one VLAN tag on top of the link MTU
 FRAME_OVERHEAD_BYTES = 18
+#: How long routing daemons may take to give every router a route to every node
+CONVERGENCE_TIMEOUT_S = 30.0
 
 
 def direction_seed(run_seed: int, link_index: int, direction: int) -> int:
@@ -66,6 +68,10 @@ class Testbed:
         self.engine: EngineClient | None = None
         self.engine_pid: int | None = None
         self._engine_process: EngineProcess | None = None
+        #: emulator.routing.daemons.BirdDaemons when routing runs in daemons, else None
+        self.routing: Any = None
+        #: seconds the routing took to converge at start (None for static routing)
+        self.convergence_s: float | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -73,10 +79,16 @@ class Testbed:
         """Build the network and start the engine; on failure remove what was made."""
         from emulator.network.testbed import Network
 
+        if self.topology.dynamic_routing:
+            from emulator.routing.daemons import bird_binaries
+
+            bird_binaries()  # EnvironmentProblem before anything is made
         self.state = RunState.create(self.state_root)
         try:
             self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask())
             self._start_engine()
+            if self.topology.dynamic_routing:
+                self._start_routing()
         except BaseException:
             teardown(self.state)
             raise
@@ -86,6 +98,7 @@ class Testbed:
         """Stop the engine and remove everything the run recorded; problems found."""
         if self.state is None:
             return []
+        daemons, self.routing = self.routing, None  # recorded processes: teardown stops them
         if self._engine_process is not None:
             try:
                 self._engine_process.stop(timeout_s=2.0)
@@ -94,6 +107,9 @@ class Testbed:
             self._engine_process = None
             self.engine = None
         problems = teardown(self.state)
+        if daemons is not None:
+            for proc in daemons.processes.values():
+                proc.poll()  # reap the daemons teardown stopped
         self.state = None
         return problems
 
@@ -140,6 +156,16 @@ class Testbed:
         self._engine_process = EngineProcess(self.state, self.network.wire_netns, self.link_specs(), self.engine_options)
         self.engine = self._engine_process.start()
         self.engine_pid = self._engine_process.pid
+
+    def _start_routing(self) -> None:
+        """Start a BIRD per router (the engine forwards their packets) and wait for convergence."""
+        from emulator.routing.daemons import BirdDaemons
+
+        self.routing = BirdDaemons(self.network)
+        self.routing.start()
+        for proc in self.routing.processes.values():
+            keep_off_engine_cpu(proc.pid, self.engine_options)
+        self.convergence_s = self.routing.wait_converged(timeout_s=CONVERGENCE_TIMEOUT_S)
 
     # -- using it -----------------------------------------------------------
 

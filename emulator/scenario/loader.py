@@ -52,7 +52,19 @@ from emulator.scenario.scenario import (
     Scenario,
     TrafficSpec,
 )
-from emulator.scenario.topology import DEFAULT_MTU, NODE_ROLES, Link, LinkEnd, Node, Topology
+from emulator.scenario.topology import (
+    DEFAULT_MTU,
+    NODE_ROLES,
+    OSPF_COST_RANGE,
+    ROUTING_PROTOCOLS,
+    SUPPORTED_ROUTING,
+    BfdConfig,
+    Link,
+    LinkEnd,
+    Node,
+    RoutingConfig,
+    Topology,
+)
 
 #: Node names become parts of interface and namespace names; 15 is IFNAMSIZ - 1.
 NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,14}")
@@ -243,7 +255,7 @@ PARAM_FIELDS: dict[str, ParamReader] = {
 }
 
 NODE_FIELDS: tuple[str, ...] = ("role", "address", "address6")
-LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "a_to_b", "b_to_a")
+LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "cost", "a_to_b", "b_to_a")
 DIRECTION_FIELDS: tuple[str, ...] = tuple(PARAM_FIELDS)
 
 
@@ -284,6 +296,7 @@ class _Builder:
     traffic: dict[str, TrafficSpec] = field(default_factory=dict)
     timeline: list[Event] = field(default_factory=list)
     assertions: list[Assertion] = field(default_factory=list)
+    routing: RoutingConfig | None = None
 
 
 def _read_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
@@ -447,9 +460,16 @@ def _read_link(doc: _Document, name: str, key_node: yaml.Node, node: yaml.Node, 
     addresses: dict[str, tuple[str | None, str | None]] = {}
     if "addresses" in fields:
         addresses = _read_link_addresses(doc, fields["addresses"], _join(path, "addresses"), ends, out)
+    cost = None
+    if "cost" in fields:
+        here = _join(path, "cost")
+        if out.routing is None or out.routing.protocol != "ospf":
+            doc.fail(fields["cost"], here, "cost applies to OSPF routing only", "add 'routing: {protocol: ospf}' at the top level or remove cost")
+        cost = doc.integer(fields["cost"], here, *OSPF_COST_RANGE, "100")
     a, b = (LinkEnd(end, *addresses.get(end, (None, None))) for end in ends)
     return Link(
-        name=name, a=a, b=b, a_to_b=directions[0], b_to_a=directions[1], mtu=mtu, preset=preset_name, length_km=length_km
+        name=name, a=a, b=b, a_to_b=directions[0], b_to_a=directions[1], mtu=mtu, preset=preset_name,
+        length_km=length_km, cost=cost,
     )
 
 
@@ -775,6 +795,75 @@ def _read_assertions(doc: _Document, node: yaml.Node, path: str, out: _Builder) 
         out.assertions.append(_read_assertion(doc, item, f"{path}[{i}]", out))
 
 
+# ---------------------------------------------------------------------------
+# Routing: `routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}`
+
+ROUTING_FIELDS: tuple[str, ...] = ("protocol", "bfd", "hello", "dead")
+BFD_FIELDS: tuple[str, ...] = ("interval", "multiplier")
+#: BFD detect multiplier (RFC 5880: 8 bits, not 0)
+BFD_MULTIPLIER_RANGE = (1, 255)
+#: OSPF hello and dead intervals: whole seconds (BIRD's unit), 16 bits
+OSPF_SECONDS_RANGE = (1, 65535)
+
+
+def _whole_seconds(doc: _Document, node: yaml.Node, path: str, name: str) -> int:
+    """A time that must be a whole number of seconds in OSPF_SECONDS_RANGE, in ns."""
+    value = _time(doc, node, path, name)
+    low, high = OSPF_SECONDS_RANGE
+    if value % 10**9 or not low <= value // 10**9 <= high:
+        doc.fail(node, path, f"{name} {format_time(value)} is not a whole number of seconds from {low} to {high}",
+                 f"BIRD counts OSPF {name} in seconds, e.g. {name}: 1s")
+    return value
+
+
+def _read_bfd(doc: _Document, node: yaml.Node, path: str) -> BfdConfig:
+    fields = {key: value for key, _, value in doc.mapping(node, path, BFD_FIELDS)}
+    bfd = BfdConfig()
+    if "interval" in fields:
+        here = _join(path, "interval")
+        interval = _time(doc, fields["interval"], here, "interval")
+        if interval <= 0:
+            doc.fail(fields["interval"], here, "BFD interval must be longer than 0", "e.g. interval: 100ms")
+        if interval % 1000:
+            doc.fail(fields["interval"], here, f"BFD interval {format_time(interval)} is not whole microseconds", "e.g. interval: 100ms")
+        bfd = BfdConfig(interval_ns=interval, multiplier=bfd.multiplier)
+    if "multiplier" in fields:
+        multiplier = doc.integer(fields["multiplier"], _join(path, "multiplier"), *BFD_MULTIPLIER_RANGE, "3")
+        bfd = BfdConfig(interval_ns=bfd.interval_ns, multiplier=multiplier)
+    return bfd
+
+
+def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    if _is_null(node):
+        return
+    pairs = doc.mapping(node, path, ROUTING_FIELDS)
+    fields = {key: value for key, _, value in pairs}
+    keys = {key: key_node for key, key_node, _ in pairs}
+    protocol = "static"
+    if "protocol" in fields:
+        here = _join(path, "protocol")
+        protocol = doc.text(fields["protocol"], here, "ospf")
+        if protocol not in ROUTING_PROTOCOLS:
+            doc.fail(fields["protocol"], here, f"unknown routing protocol {protocol!r}", _suggest(protocol, ROUTING_PROTOCOLS, "protocols"))
+        if protocol not in SUPPORTED_ROUTING:
+            doc.fail(fields["protocol"], here, f"routing protocol {protocol!r} is not supported yet",
+                     f"use one of {', '.join(SUPPORTED_ROUTING)}")
+    if protocol == "static":
+        for option in ("bfd", "hello", "dead"):
+            if option in fields:
+                doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to static routing", "remove it, or set protocol: ospf")
+    bfd = _read_bfd(doc, fields["bfd"], _join(path, "bfd")) if "bfd" in fields else None
+    hello = _whole_seconds(doc, fields["hello"], _join(path, "hello"), "hello") if "hello" in fields else 10**9
+    dead = None
+    if "dead" in fields:
+        here = _join(path, "dead")
+        dead = _whole_seconds(doc, fields["dead"], here, "dead")
+        if dead <= hello:
+            doc.fail(fields["dead"], here, f"dead {format_time(dead)} is not longer than hello {format_time(hello)}",
+                     "give dead a few hellos, e.g. 4 x hello")
+    out.routing = RoutingConfig(protocol=protocol, bfd=bfd, hello_ns=hello, dead_ns=dead)
+
+
 @dataclass(frozen=True)
 class Section:
     """A top-level key: its reader, whether it must be present, and its read order.
@@ -787,12 +876,13 @@ class Section:
     needed_by: tuple[str, ...] = ()
 
 
-#: Top-level sections, in the order they are read (links need nodes first,
+#: Top-level sections, in the order they are read (links need nodes and routing first,
 #: traffic needs duration, assertions need traffic and links, whatever order
 #: the file uses). To add a section, add it here.
 TOP_LEVEL: dict[str, Section] = {
     "name": Section(_read_name),
     "seed": Section(_read_seed),
+    "routing": Section(_read_routing),
     "nodes": Section(_read_nodes, required=True),
     "links": Section(_read_links),
     "duration": Section(_read_duration, needed_by=("traffic", "timeline", "assertions")),
@@ -840,7 +930,8 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
             example = "duration: 20s" if key == "duration" else f"{key}: ..."
             doc.fail(key_nodes[users[0]], key, f"missing {key!r}, which {users[0]!r} needs", f"add '{example}' at the top level")
     topology = Topology(
-        nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed
+        nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed,
+        routing=out.routing,
     )
     return Scenario(
         topology=topology,

@@ -13,6 +13,14 @@ from emulator.model.linkparams import LinkParams
 
 NODE_ROLES = ("host", "router")
 DEFAULT_MTU = 1500
+#: Routing protocols a topology may ask for; `static` is caspian's computed routes.
+ROUTING_PROTOCOLS = ("static", "ospf", "bgp")
+#: The protocols BIRD runs today (bgp is accepted by name and refused as not supported yet).
+SUPPORTED_ROUTING = ("static", "ospf")
+#: OSPF interface cost range (RFC 2328: a 16-bit metric, at least 1)
+OSPF_COST_RANGE = (1, 65535)
+#: Default OSPF cost unit: one cost point per 10 us of one-way delay
+COST_UNIT_NS = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,15 @@ class Link:
     #: where the parameters came from, for reports (`preset aktau-sumgait`)
     preset: str | None = None
     length_km: float | None = None
+    #: OSPF cost of both ends' interfaces; None = derived from the delay (`ospf_cost`)
+    cost: int | None = None
+
+    @property
+    def ospf_cost(self) -> int:
+        """The OSPF cost: `cost` if given, else the a_to_b delay in 10 us units (at least 1)."""
+        if self.cost is not None:
+            return self.cost
+        return min(OSPF_COST_RANGE[1], max(OSPF_COST_RANGE[0], round(self.a_to_b.delay_ns / COST_UNIT_NS)))
 
     @property
     def nodes(self) -> tuple[str, str]:
@@ -69,6 +86,46 @@ class Link:
 
 
 @dataclass(frozen=True)
+class BfdConfig:
+    """BFD timers: a session is declared down after `multiplier` missed intervals."""
+
+    interval_ns: int = 100_000_000
+    multiplier: int = 3
+
+    @property
+    def detect_ns(self) -> int:
+        """Detection time: interval x multiplier."""
+        return self.interval_ns * self.multiplier
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How routers learn routes (the top-level `routing:` section).
+
+    `static`: caspian computes and installs static routes (no daemon).
+    `ospf`: BIRD 2 runs OSPFv2 in every router namespace (docs/routing.md);
+    hosts keep their static default routes and run no daemon.
+    """
+
+    protocol: str = "static"
+    bfd: BfdConfig | None = None
+    #: OSPF hello interval (whole seconds, BIRD's unit)
+    hello_ns: int = 1_000_000_000
+    #: OSPF router dead interval; None = 4 x hello
+    dead_ns: int | None = None
+
+    @property
+    def dead_interval_ns(self) -> int:
+        """The dead interval in force: `dead_ns`, or 4 x hello."""
+        return self.dead_ns if self.dead_ns is not None else 4 * self.hello_ns
+
+    @property
+    def uses_daemons(self) -> bool:
+        """True when routers run a routing daemon (anything but static)."""
+        return self.protocol != "static"
+
+
+@dataclass(frozen=True)
 class Topology:
     """Nodes and links; `source` names the file it came from (for messages)."""
 
@@ -77,6 +134,17 @@ class Topology:
     name: str = "testbed"
     source: str = "<default>"
     seed: int | None = None
+    #: None = static routes (as `RoutingConfig()`)
+    routing: RoutingConfig | None = None
+
+    @property
+    def dynamic_routing(self) -> bool:
+        """True when a routing daemon runs in the routers (routing.protocol is not static)."""
+        return self.routing is not None and self.routing.uses_daemons
+
+    def routers(self) -> list[Node]:
+        """The router nodes, in file order."""
+        return [node for node in self.nodes if node.role == "router"]
 
     def node(self, name: str) -> Node:
         """The node called `name` (KeyError if there is none)."""

@@ -1,0 +1,333 @@
+"""BIRD 2 daemons in the router namespaces of a running network, and what they know.
+
+`BirdDaemons(network)` writes each router's configuration (`emulator.routing.bird`)
+to `{run dir}/bird/{node}.conf` and starts
+
+    bird -c {node}.conf -s {node}.ctl -P {node}.pid -f
+
+inside the router's namespace with `Network.popen` (foreground, so the PID
+recorded in the run state is BIRD's own; teardown stops it by PID with the
+other recorded processes). `start()` returns once every daemon answers
+`birdc -s {node}.ctl show status`; `wait_converged()` once every router's
+kernel table holds a route to every other node's loopback.
+
+State readers parse birdc's text (`ospf_neighbours`, `routes`,
+`bfd_sessions`) or read the kernel (`kernel_route`, with pyroute2 inside the
+node's namespace). The control sockets are in the run's meta under
+`routing.sockets`, so `caspian exec ROUTER -- birdc show ospf neighbors`
+finds them (docs/routing.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from emulator.errors import EnvironmentProblem, TestbedError
+from emulator.network import kernel
+from emulator.routing.bird import bird_config
+
+#: Linux sun_path holds 108 bytes including the terminating NUL
+MAX_SOCKET_PATH = 107
+#: kernel route protocol number BIRD installs its routes with (rtnetlink RTPROT_BIRD)
+RTPROT_BIRD = 12
+#: how long one birdc call may take
+BIRDC_TIMEOUT_S = 5.0
+
+
+def bird_binaries() -> tuple[str, str]:
+    """Paths of `bird` and `birdc`; EnvironmentProblem naming the fix if either is missing."""
+    found = []
+    for name in ("bird", "birdc"):
+        path = shutil.which(name) or next(
+            (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.access(p, os.X_OK)), None
+        )
+        if path is None:
+            raise EnvironmentProblem(
+                f"{name} (BIRD 2) is missing, and routing: ospf runs it in every router "
+                "(apt-get install bird2, or `make run`)"
+            )
+        found.append(path)
+    return found[0], found[1]
+
+
+def birdc(socket_path: str, *command: str, timeout_s: float = BIRDC_TIMEOUT_S) -> str:
+    """Run one birdc command against the daemon at `socket_path`; its output (TestbedError if it fails)."""
+    _, client = bird_binaries()
+    try:
+        done = subprocess.run([client, "-s", socket_path, *command], capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise TestbedError(f"birdc -s {socket_path} {' '.join(command)}: no answer in {timeout_s:g} s") from None
+    if done.returncode != 0:
+        raise TestbedError(f"birdc -s {socket_path} {' '.join(command)}: exit {done.returncode}: "
+                           f"{(done.stderr or done.stdout).strip()[-200:]}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------
+# Parsers of birdc output (pure; unit-tested)
+
+_NEIGHBOUR = re.compile(r"^(\d+\.\d+\.\d+\.\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def parse_ospf_neighbours(text: str) -> list[dict[str, Any]]:
+    """`show ospf neighbors` -> [{router_id, priority, state, dead_s, interface, address}].
+
+    `state` is BIRD's word without the role (`Full`, `Init`, ...).
+    """
+    result = []
+    for line in text.splitlines():
+        match = _NEIGHBOUR.match(line.strip())
+        if match:
+            rid, pri, state, dtime, iface, address = match.groups()
+            result.append({"router_id": rid, "priority": int(pri), "state": state.split("/")[0],
+                           "dead_s": float(dtime) if re.fullmatch(r"[\d.]+", dtime) else None,
+                           "interface": iface, "address": address})
+    return result
+
+
+_ROUTE_HEAD = re.compile(r"^(\S+/\d+)\s+(\S+)\s+\[(\S+?)\s")
+_ROUTE_CONT = re.compile(r"^\s+(\S+)\s+\[(\S+?)\s")
+_VIA = re.compile(r"^\s+via\s+(\S+)\s+on\s+(\S+)")
+_DEV = re.compile(r"^\s+dev\s+(\S+)")
+
+
+def parse_routes(text: str) -> list[dict[str, Any]]:
+    """`show route` -> [{prefix, protocol, via, dev, best}] (one entry per route, best first per prefix)."""
+    routes: list[dict[str, Any]] = []
+    prefix = None
+    for line in text.splitlines():
+        head = _ROUTE_HEAD.match(line)
+        cont = None if head else _ROUTE_CONT.match(line)
+        if head or (cont and prefix and not line.lstrip().startswith(("via", "dev"))):
+            if head:
+                prefix = head.group(1)
+                protocol = head.group(3)
+            else:
+                protocol = cont.group(2)
+            routes.append({"prefix": prefix, "protocol": protocol, "via": None, "dev": None,
+                           "best": "*" in line.split("]")[1][:3] if "]" in line else False})
+            continue
+        via = _VIA.match(line)
+        if via and routes:
+            routes[-1]["via"], routes[-1]["dev"] = via.group(1), via.group(2)
+            continue
+        dev = _DEV.match(line)
+        if dev and routes:
+            routes[-1]["dev"] = dev.group(1)
+    return routes
+
+
+_BFD = re.compile(r"^(\S+)\s+(\S+)\s+(Up|Down|Init|AdminDown)\s+(.+?)\s+(\d+\.\d+)\s+(\d+\.\d+)\s*$")
+
+
+def parse_bfd_sessions(text: str) -> list[dict[str, Any]]:
+    """`show bfd sessions` -> [{address, interface, state, since, interval_s, timeout_s}]."""
+    result = []
+    for line in text.splitlines():
+        match = _BFD.match(line.strip())
+        if match:
+            address, iface, state, since, interval, timeout = match.groups()
+            result.append({"address": address, "interface": iface, "state": state, "since": since,
+                           "interval_s": float(interval), "timeout_s": float(timeout)})
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Kernel routes, read inside a node's namespace
+
+
+def read_kernel_route(netns: str, prefix: str) -> dict[str, Any] | None:
+    """The kernel's route for exactly `prefix` in namespace `netns` (main table), or None.
+
+    Returns {prefix, gateway, dev, protocol} (`protocol` 12 = BIRD, 4 = static).
+    """
+    network = ipaddress.ip_network(prefix, strict=False)
+    family = 2 if network.version == 4 else 10
+    with kernel.in_netns(netns):
+        ipr = IPRoute()
+    try:
+        for route in ipr.get_routes(family=family, table=254):
+            if route["dst_len"] != network.prefixlen:
+                continue
+            dst = route.get_attr("RTA_DST")
+            if network.prefixlen and (dst is None or ipaddress.ip_address(dst) != network.network_address):
+                continue
+            oif = route.get_attr("RTA_OIF")
+            names = ipr.get_links(oif) if oif else []
+            return {
+                "prefix": str(network),
+                "gateway": route.get_attr("RTA_GATEWAY"),
+                "dev": names[0].get_attr("IFLA_IFNAME") if names else None,
+                "protocol": route["proto"],
+            }
+        return None
+    finally:
+        ipr.close()
+
+
+def _kernel_prefixes(ipr: IPRoute) -> set[str]:
+    """Destination prefixes of the IPv4 main table seen through `ipr`."""
+    found = set()
+    for route in ipr.get_routes(family=2, table=254):
+        dst = route.get_attr("RTA_DST")
+        if dst is not None:
+            found.add(f"{dst}/{route['dst_len']}")
+    return found
+
+
+# ---------------------------------------------------------------------------
+# The daemons of one network
+
+
+class BirdDaemons:
+    """The BIRD daemons of a built `Network` whose topology asks for OSPF."""
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        self.topology = network.topology
+        self.dir = os.path.join(network.run.dir, "bird")
+        self.routers = [node.name for node in self.topology.routers()]
+        self.sockets = {node: os.path.join(self.dir, f"{node}.ctl") for node in self.routers}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def paths(self, node: str) -> dict[str, str]:
+        """Config, socket, pid and log file of `node`'s daemon."""
+        base = os.path.join(self.dir, node)
+        return {"config": base + ".conf", "socket": base + ".ctl", "pid": base + ".pid", "log": base + ".log"}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self, *, timeout_s: float = 10.0) -> None:
+        """Write every router's config, start its BIRD and wait until all answer on their sockets.
+
+        Raises EnvironmentProblem if BIRD is missing, TestbedError if a daemon
+        refuses its config, exits, or does not answer within `timeout_s`.
+        Every started daemon is recorded in the run state before anything else.
+        """
+        daemon, _ = bird_binaries()
+        if not self.routers:
+            return
+        os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        too_long = [p for p in self.sockets.values() if len(p.encode()) > MAX_SOCKET_PATH]
+        if too_long:
+            raise TestbedError(f"BIRD control socket path {too_long[0]!r} is longer than {MAX_SOCKET_PATH} bytes "
+                               "(use a shorter --state-root)")
+        self.network.run.set_meta("routing", {
+            "protocol": self.topology.routing.protocol, "daemon": "bird", "dir": self.dir,
+            "sockets": dict(self.sockets),
+        })
+        for node in self.routers:
+            files = self.paths(node)
+            text = bird_config(self.topology, self.network.addresses, node, self.network.interfaces,
+                               log_file=files["log"])
+            with open(files["config"], "w") as fh:
+                fh.write(text)
+            argv = [daemon, "-c", files["config"], "-s", files["socket"], "-P", files["pid"], "-f"]
+            with open(files["log"] + ".stderr", "wb") as err:
+                proc = self.network.popen(node, argv, stdout=subprocess.DEVNULL, stderr=err,
+                                          stdin=subprocess.DEVNULL)
+            self.processes[node] = proc
+            try:
+                self.network.record_process(proc.pid, f"bird {node}")
+            except TestbedError:
+                raise TestbedError(f"bird in router {node} exited at once: {self._stderr(node)}") from None
+        deadline = time.monotonic() + timeout_s
+        for node in self.routers:
+            self._wait_ready(node, deadline)
+
+    def _stderr(self, node: str) -> str:
+        try:
+            with open(self.paths(node)["log"] + ".stderr", errors="replace") as fh:
+                return fh.read().strip()[-300:] or "(no output)"
+        except OSError:
+            return "(no output)"
+
+    def _wait_ready(self, node: str, deadline: float) -> None:
+        proc = self.processes[node]
+        while True:
+            if proc.poll() is not None:
+                raise TestbedError(f"bird in router {node} exited with {proc.returncode}: {self._stderr(node)} "
+                                   f"(config {self.paths(node)['config']})")
+            if os.path.exists(self.sockets[node]):
+                try:
+                    if "up and running" in birdc(self.sockets[node], "show", "status", timeout_s=2):
+                        return
+                except TestbedError:
+                    pass
+            if time.monotonic() > deadline:
+                raise TestbedError(f"bird in router {node} did not answer on {self.sockets[node]} in time")
+            time.sleep(0.05)
+
+    def missing_routes(self) -> dict[str, list[str]]:
+        """{router: [other nodes whose loopback /32 is not in its kernel table]} (empty = converged)."""
+        plan = self.network.addresses
+        missing: dict[str, list[str]] = {}
+        for node in self.routers:
+            with kernel.in_netns(self.network.node_netns(node)):
+                ipr = IPRoute()
+            try:
+                have = _kernel_prefixes(ipr)
+            finally:
+                ipr.close()
+            lacking = [other.name for other in self.topology.nodes
+                       if other.name != node and str(plan.loopback4[other.name].network) not in have]
+            if lacking:
+                missing[node] = lacking
+        return missing
+
+    def wait_converged(self, *, timeout_s: float = 30.0) -> float:
+        """Wait until every router has a kernel route to every other node's loopback; seconds it took.
+
+        TestbedError after `timeout_s`, naming which router lacks which routes.
+        """
+        start = time.monotonic()
+        while True:
+            missing = self.missing_routes()
+            if not missing:
+                return time.monotonic() - start
+            for node, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise TestbedError(f"bird in router {node} exited with {proc.returncode}: {self._stderr(node)}")
+            if time.monotonic() - start > timeout_s:
+                detail = "; ".join(f"{node} lacks {', '.join(others)}" for node, others in missing.items())
+                raise TestbedError(f"OSPF did not converge in {timeout_s:g} s: {detail}")
+            time.sleep(0.2)
+
+    # -- state ------------------------------------------------------------------
+
+    def _socket(self, node: str) -> str:
+        try:
+            return self.sockets[node]
+        except KeyError:
+            raise TestbedError(f"{node!r} runs no BIRD (routers: {', '.join(self.routers)})") from None
+
+    def birdc(self, node: str, *command: str) -> str:
+        """Output of a birdc command in router `node`."""
+        return birdc(self._socket(node), *command)
+
+    def ospf_neighbours(self, node: str) -> list[dict[str, Any]]:
+        """OSPF neighbours of router `node` (see `parse_ospf_neighbours`)."""
+        return parse_ospf_neighbours(self.birdc(node, "show", "ospf", "neighbors"))
+
+    def routes(self, node: str) -> list[dict[str, Any]]:
+        """Routes in BIRD's table of router `node` (see `parse_routes`)."""
+        return parse_routes(self.birdc(node, "show", "route"))
+
+    def bfd_sessions(self, node: str) -> list[dict[str, Any]]:
+        """BFD sessions of router `node` (see `parse_bfd_sessions`); empty without BFD."""
+        if self.topology.routing.bfd is None:
+            return []
+        return parse_bfd_sessions(self.birdc(node, "show", "bfd", "sessions"))
+
+    def kernel_route(self, node: str, prefix: str) -> dict[str, Any] | None:
+        """The kernel route for exactly `prefix` in `node`'s namespace (see `read_kernel_route`)."""
+        return read_kernel_route(self.network.node_netns(node), prefix)

@@ -1,0 +1,138 @@
+"""BIRD 2 OSPF + BFD in router namespaces: convergence, failover on a cut, revert on restore.
+
+A ring of four routers, ra-rb-rd (2 ms + 2 ms) and ra-rc-rd (10 ms + 10 ms):
+OSPF must route ra -> rd over rb, move to rc when ra-rb is cut (BFD detects
+it in 300 ms, BIRD's OSPF acts on its next 1 s scheduler tick) and come back
+on restore. Then the shipped corridor scenario runs green end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from emulator.scenario.loader import parse_topology
+from tests.integration.conftest import netns_leftovers, pids_mentioning, requires_root
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bird_skip_reason() -> str | None:
+    for name in ("bird", "birdc"):
+        if shutil.which(name) is None and not os.access(f"/usr/sbin/{name}", os.X_OK):
+            return f"{name} (BIRD 2) is not installed: apt-get install bird2 (the Makefile does)"
+    return None
+
+
+pytestmark = [pytest.mark.root, requires_root,
+              pytest.mark.skipif(bird_skip_reason() is not None, reason=bird_skip_reason() or "")]
+
+RING = """\
+name: ring
+routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}
+nodes:
+  left: {role: host}
+  ra: {role: router}
+  rb: {role: router}
+  rc: {role: router}
+  rd: {role: router}
+  right: {role: host}
+links:
+  left-ra: {ends: [left, ra], delay: 50us}
+  ra-rb: {ends: [ra, rb], delay: 2ms}
+  rb-rd: {ends: [rb, rd], delay: 2ms}
+  ra-rc: {ends: [ra, rc], delay: 10ms}
+  rc-rd: {ends: [rc, rd], delay: 10ms}
+  rd-right: {ends: [rd, right], delay: 50us}
+"""
+
+#: BIRD re-originates its own router-LSA at most every 5 s (RFC 2328
+#: MinLSInterval): a topology change sooner after the last one waits for it.
+MIN_LS_INTERVAL_S = 5.0
+FAILOVER_DEADLINE_S = 2.0
+REVERT_DEADLINE_S = 8.0
+
+
+def _wait_for_dev(routing: Any, node: str, prefix: str, dev: str, deadline_s: float) -> tuple[float, Any]:
+    """Poll the kernel route of `prefix` in `node` until it leaves by `dev`; (seconds, route)."""
+    start = time.monotonic()
+    route = None
+    while time.monotonic() - start < deadline_s:
+        route = routing.kernel_route(node, prefix)
+        if route is not None and route["dev"] == dev:
+            return time.monotonic() - start, route
+        time.sleep(0.01)
+    raise AssertionError(f"{node}: route to {prefix} not via {dev} within {deadline_s} s (last: {route})")
+
+
+def test_ospf_bfd_ring_converges_fails_over_and_reverts(make_testbed: Callable[..., Any]) -> None:
+    topology = parse_topology(RING, source="<ring>")
+    testbed = make_testbed(topology)
+    routing = testbed.routing
+    plan = testbed.network.addresses
+    assert routing.missing_routes() == {}
+    assert testbed.convergence_s is not None and testbed.convergence_s < 30
+    converged_at = time.monotonic()
+
+    # daemon state through the API
+    neighbours = routing.ospf_neighbours("ra")
+    assert sorted((n["interface"], n["state"]) for n in neighbours) == [("rb", "Full"), ("rc", "Full")]
+    assert sorted((s["interface"], s["state"]) for s in routing.bfd_sessions("ra")) == [("rb", "Up"), ("rc", "Up")]
+    rd_loopback = str(plan.loopback4["rd"].network)
+    assert any(r["prefix"] == rd_loopback and r["protocol"] == "ospf4" for r in routing.routes("ra"))
+    # routers carry BIRD's routes only; hosts keep their static default route
+    assert routing.kernel_route("ra", rd_loopback)["protocol"] == 12
+    assert routing.kernel_route("left", "0.0.0.0/0")["gateway"] == str(plan.link4[("ra", "left-ra")].ip)
+
+    # the short path: ra -> rb
+    route = routing.kernel_route("ra", rd_loopback)
+    assert route["gateway"] == str(plan.link4[("rb", "ra-rb")].ip) and route["dev"] == "rb"
+    ping = testbed.popen("left", ["ping", "-4", "-c", "3", "-i", "0.2", "-W", "2", "right"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = ping.communicate(timeout=20)[0].decode()
+    assert ping.returncode == 0, out
+
+    time.sleep(max(0.0, MIN_LS_INTERVAL_S + 0.5 - (time.monotonic() - converged_at)))
+    testbed.cut("ra-rb")
+    failover_s, route = _wait_for_dev(routing, "ra", rd_loopback, "rc", FAILOVER_DEADLINE_S)
+    assert route["gateway"] == str(plan.link4[("rc", "ra-rc")].ip)
+    print(f"failover ra->rd: kernel route moved to rc {failover_s * 1000:.0f} ms after the cut")
+    assert [s["state"] for s in routing.bfd_sessions("ra") if s["interface"] == "rb"] != ["Up"]
+
+    time.sleep(MIN_LS_INTERVAL_S + 0.5 - failover_s)
+    testbed.restore("ra-rb")
+    revert_s, route = _wait_for_dev(routing, "ra", rd_loopback, "rb", REVERT_DEADLINE_S)
+    assert route["gateway"] == str(plan.link4[("rb", "ra-rb")].ip)
+    print(f"revert ra->rd: kernel route back on rb {revert_s * 1000:.0f} ms after the restore")
+
+
+def test_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -> None:
+    topology = parse_topology(RING, source="<ring>")
+    testbed = make_testbed(topology)
+    pids = [proc.pid for proc in testbed.routing.processes.values()]
+    sockets = dict(testbed.state.get_meta("routing")["sockets"])
+    prefix = testbed.state.prefix
+    assert set(sockets) == {"ra", "rb", "rc", "rd"}
+    assert testbed.stop() == []
+    from emulator.network.kernel import process_state
+
+    assert [pid for pid in pids if process_state(pid) not in (None, "Z", "X")] == []
+    assert netns_leftovers(prefix) == []
+    assert pids_mentioning(os.path.dirname(next(iter(sockets.values())))) == []
+
+
+def test_corridor_scenario_runs_green(run_root: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "--state-root", run_root, "run",
+         "scenarios/europe_asia_corridor.yaml", "--report", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
+    )
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"

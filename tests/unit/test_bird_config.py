@@ -1,0 +1,208 @@
+"""BIRD configuration text, the routing section of scenario files, and birdc output parsers (no root)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from emulator.errors import ScenarioError
+from emulator.network.addressing import address_plan
+from emulator.network.naming import interface_names
+from emulator.routing.bird import bird_config
+from emulator.routing.daemons import parse_bfd_sessions, parse_ospf_neighbours, parse_routes
+from emulator.scenario.loader import load_scenario, parse_topology
+
+RING = """\
+name: ring
+routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}
+nodes:
+  left: {role: host}
+  ra: {role: router}
+  rb: {role: router}
+  rc: {role: router}
+  rd: {role: router}
+links:
+  left-ra: {ends: [left, ra], delay: 50us}
+  ra-rb: {ends: [ra, rb], delay: 2ms}
+  rb-rd: {ends: [rb, rd], delay: 2ms}
+  ra-rc: {ends: [ra, rc], delay: 10ms, cost: 7}
+  rc-rd: {ends: [rc, rd], delay: 10ms}
+"""
+
+
+def config(text: str = RING, node: str = "ra") -> str:
+    topology = parse_topology(text, source="<ring>")
+    return bird_config(topology, address_plan(topology), node, interface_names(topology))
+
+
+def test_router_id_is_the_loopback_and_loopback_is_a_stub() -> None:
+    text = config()
+    topology = parse_topology(RING, source="<ring>")
+    loopback = address_plan(topology).loopback4["ra"]
+    assert f"router id {loopback.ip};" in text
+    assert f"stubnet {loopback.network};" in text
+    assert f"krt_prefsrc = {loopback.ip};" in text
+
+
+def test_router_interfaces_are_ptp_with_the_link_cost_and_bfd() -> None:
+    text = config()
+    # 2 ms -> 200 (10 us units); an explicit cost wins
+    assert re.search(r'interface "rb" \{ type ptp; cost 200; hello 1; dead 4; bfd yes; \};', text)
+    assert re.search(r'interface "rc" \{ type ptp; cost 7; hello 1; dead 4; bfd yes; \};', text)
+    # the host side: advertised, no hellos; the host's loopback is a static route exported to OSPF
+    assert re.search(r'interface "left" \{ stub yes; cost 5; \};', text)
+    assert "route 198.19.0.1/32 via 198.18.0.1;" in text
+    assert "export where source = RTS_STATIC;" in text
+    assert "ecmp no;" in text and "merge paths off;" in text and "learn;" in text
+
+
+def test_bfd_block_has_the_configured_timers() -> None:
+    text = config()
+    block = text[text.index("protocol bfd"):]
+    block = block[: block.index("\n}")]
+    assert 'interface "rb", "rc"' in block
+    assert "min rx interval 100 ms;" in block and "min tx interval 100 ms;" in block
+    assert "multiplier 3;" in block
+    assert '"left"' not in block
+
+
+def test_without_bfd_there_is_no_bfd() -> None:
+    text = config(RING.replace("bfd: {interval: 100ms, multiplier: 3}, ", "").replace("hello: 1s", "hello: 2s, dead: 10s"))
+    assert "protocol bfd" not in text and "bfd yes" not in text
+    assert "hello 2; dead 10;" in text
+
+
+def test_router_without_hosts_has_no_static_protocol() -> None:
+    assert "protocol static" not in config(node="rd")
+
+
+def test_hosts_get_no_config() -> None:
+    with pytest.raises(ScenarioError, match="only routers run BIRD"):
+        config(node="left")
+
+
+@pytest.mark.skipif(shutil.which("bird") is None and not shutil.os.path.exists("/usr/sbin/bird"),
+                    reason="bird (BIRD 2) is not installed: apt-get install bird2")
+def test_bird_accepts_the_config(tmp_path) -> None:
+    bird = shutil.which("bird") or "/usr/sbin/bird"
+    for node in ("ra", "rb", "rc", "rd"):
+        path = tmp_path / f"{node}.conf"
+        path.write_text(config(node=node))
+        done = subprocess.run([bird, "-p", "-c", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_corridor_prefers_the_caspian_path() -> None:
+    topology = load_scenario("scenarios/europe_asia_corridor.yaml").topology
+    cost = {link.name: link.ospf_cost for link in topology.links}
+    caspian = ["frankfurt-istanbul", "istanbul-tbilisi", "tbilisi-baku", "baku-sumgait", "aktau-sumgait",
+               "aktau-almaty", "almaty-urumqi"]
+    northern = ["frankfurt-moscow", "moscow-almaty", "almaty-urumqi"]
+    assert sum(cost[name] for name in caspian) < sum(cost[name] for name in northern)
+    assert topology.routing.protocol == "ospf" and topology.routing.bfd.detect_ns == 300_000_000
+
+
+# --- the routing section: bad input ------------------------------------------------------
+
+BASE = "nodes:\n  a: {role: router}\n  b: {role: router}\nlinks:\n  a-b: {ends: [a, b], delay: 1ms}\n"
+
+
+@pytest.mark.parametrize(
+    "routing, message",
+    [
+        ("routing: {protocol: ospf, bfd: {interval: 0ms}}", r"<t>:1: routing\.bfd\.interval: BFD interval must be longer than 0"),
+        ("routing: {protocol: rip}", r"<t>:1: routing\.protocol: unknown routing protocol 'rip'"),
+        ("routing: {protocol: bgp}", r"routing\.protocol: routing protocol 'bgp' is not supported yet"),
+        ("routing: {protocol: ospf, helo: 1s}", r"unknown key 'helo' \(did you mean 'hello'\?"),
+        ("routing: {protocol: ospf, hello: 500ms}", r"routing\.hello: hello 500ms is not a whole number of seconds"),
+        ("routing: {protocol: ospf, hello: 2s, dead: 2s}", r"routing\.dead: dead 2s is not longer than hello 2s"),
+        ("routing: {protocol: ospf, bfd: {multiplier: 0}}", r"routing\.bfd\.multiplier: 0 is outside 1\.\.255"),
+        ("routing: {bfd: {interval: 100ms}}", r"routing\.bfd: 'bfd' does not apply to static routing"),
+    ],
+)
+def test_bad_routing_input(routing: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        parse_topology(routing + "\n" + BASE, source="<t>")
+
+
+def test_cost_needs_ospf_and_a_valid_number() -> None:
+    with pytest.raises(ScenarioError, match=r"links\.a-b\.cost: cost applies to OSPF routing only"):
+        parse_topology(BASE.replace("delay: 1ms", "delay: 1ms, cost: 5"), source="<t>")
+    with pytest.raises(ScenarioError, match=r"links\.a-b\.cost: 0 is outside 1\.\.65535"):
+        parse_topology("routing: {protocol: ospf}\n" + BASE.replace("delay: 1ms", "delay: 1ms, cost: 0"), source="<t>")
+
+
+def test_defaults() -> None:
+    topology = parse_topology("routing: {protocol: ospf}\n" + BASE, source="<t>")
+    assert topology.routing.bfd is None and topology.routing.dead_interval_ns == 4_000_000_000
+    assert topology.link("a-b").ospf_cost == 100
+    assert parse_topology(BASE, source="<t>").routing is None
+
+
+# --- birdc output ---------------------------------------------------------------------
+
+NEIGHBOURS = """BIRD 2.0.12 ready.
+ospf4:
+Router ID   	Pri	     State     	DTime	Interface  Router IP
+198.19.0.3  	  1	Full/PtP  	3.731	rb         198.18.0.10
+198.19.0.4  	  1	Init/PtP  	3.745	rc         198.18.0.26
+"""
+
+ROUTES = """BIRD 2.0.12 ready.
+Table master4:
+198.19.0.5/32        unicast [ospf4 10:29:40.123] * I (150/400) [198.19.0.5]
+	via 198.18.0.10 on rb
+198.18.0.8/29        unicast [ospf4 10:29:37.000] * I (150/200) [198.19.0.2]
+	dev rb
+198.19.0.1/32        unicast [hosts 10:29:35.645] * (200)
+	via 198.18.0.1 on left
+"""
+
+BFD = """BIRD 2.0.12 ready.
+bfd1:
+IP address                Interface  State      Since         Interval  Timeout
+198.18.0.10               rb         Up         10:29:37.255    0.100    0.300
+198.18.0.26               rc         Down       10:29:36.420    1.000    0.000
+"""
+
+
+def test_parsers() -> None:
+    neighbours = parse_ospf_neighbours(NEIGHBOURS)
+    assert [(n["router_id"], n["state"], n["interface"], n["address"]) for n in neighbours] == [
+        ("198.19.0.3", "Full", "rb", "198.18.0.10"), ("198.19.0.4", "Init", "rc", "198.18.0.26")]
+    routes = parse_routes(ROUTES)
+    assert [(r["prefix"], r["protocol"], r["via"], r["dev"], r["best"]) for r in routes] == [
+        ("198.19.0.5/32", "ospf4", "198.18.0.10", "rb", True),
+        ("198.18.0.8/29", "ospf4", None, "rb", True),
+        ("198.19.0.1/32", "hosts", "198.18.0.1", "left", True),
+    ]
+    sessions = parse_bfd_sessions(BFD)
+    assert [(s["address"], s["interface"], s["state"], s["interval_s"]) for s in sessions] == [
+        ("198.18.0.10", "rb", "Up", 0.1), ("198.18.0.26", "rc", "Down", 1.0)]
+
+
+def test_missing_bird_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.errors import EnvironmentProblem
+    from emulator.routing import daemons
+
+    monkeypatch.setattr(daemons.shutil, "which", lambda name: None)
+    monkeypatch.setattr(daemons.os, "access", lambda path, mode: False)
+    with pytest.raises(EnvironmentProblem, match=r"bird \(BIRD 2\) is missing.*apt-get install bird2"):
+        daemons.bird_binaries()
+
+
+def test_caspian_exec_birdc_gets_the_router_socket() -> None:
+    from types import SimpleNamespace
+
+    from emulator.cli import _with_bird_socket
+
+    meta = {"routing": {"sockets": {"ra": "/run/caspian/csp00001/bird/ra.ctl"}}}
+    testbed = SimpleNamespace(state=SimpleNamespace(get_meta=lambda key: meta.get(key)))
+    assert _with_bird_socket(testbed, "ra", ["birdc", "show", "status"]) == [
+        "birdc", "-s", "/run/caspian/csp00001/bird/ra.ctl", "show", "status"]
+    assert _with_bird_socket(testbed, "ra", ["birdc", "-s", "x", "show"]) == ["birdc", "-s", "x", "show"]
+    assert _with_bird_socket(testbed, "left", ["birdc", "show"]) == ["birdc", "show"]
+    assert _with_bird_socket(testbed, "ra", ["ping", "rd"]) == ["ping", "rd"]
