@@ -84,7 +84,7 @@ def bird_config(
         ifname = interfaces[(node, link.name)]
         peer = link.b.node if link.a.node == node else link.a.node
         if roles[peer] == "router":
-            lines = [f"type ptp", f"cost {link.ospf_cost}", f"hello {hello_s}", f"dead {dead_s}"]
+            lines = ["type ptp", f"cost {link.ospf_cost}", f"hello {hello_s}", f"dead {dead_s}"]
             if routing.bfd is not None:
                 lines.append("bfd yes")
             body = "; ".join(lines)
