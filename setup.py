@@ -45,5 +45,8 @@ setup(
         },
     ),
     install_requires=["pyroute2>=0.9,<0.10", "scapy>=2.5,<3", "pyyaml>=6,<7", "rich>=13"],
-    entry_points={"console_scripts": ["caspian = emulator.cli:main"]},
+    entry_points={
+        "console_scripts": ["caspian = emulator.cli:main"],
+        "pytest11": ["caspian = emulator.pytest_plugin"],
+    },
 )

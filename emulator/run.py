@@ -9,6 +9,7 @@ stamps also use), never inferred from sleeps.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -35,6 +36,10 @@ RECOVERY_NS = 1_000_000_000
 LEAD_IN_NS = 100_000_000
 PROBE_BASE_PORT = 7000
 IPERF_BASE_PORT = 5201
+#: failover traces (dynamic routing): the path is traced this long before each step and before the end
+TRACE_BEFORE_NS = 500_000_000
+#: ... and each trace process is started this much earlier (it imports scapy first, then waits)
+TRACE_LAUNCH_NS = 3_000_000_000
 
 
 @dataclass
@@ -66,6 +71,13 @@ class ScenarioRun:
         self.cut_windows: dict[str, list[list[int]]] = {}
         self.errors: list[str] = []
         self.t0_ns = 0
+        # failover measurement (emulator.routing.failover) when routing runs in daemons
+        self.routing_on = getattr(testbed, "routing", None) is not None
+        self.watcher: Any = None
+        self.applied: list[tuple[str, str, str, int]] = []   # (label, kind, link, t_ns) per timeline event
+        self.traces: dict[str, subprocess.Popen] = {}        # "before:<label>" / "final" -> trace process
+        probes = [s for s in self.streams if s.spec.kind == "probe"]
+        self.trace_stream = probes[0] if probes else None
 
     # -- processes -----------------------------------------------------------
 
@@ -106,8 +118,10 @@ class ScenarioRun:
 
     # -- the timeline ----------------------------------------------------------
 
-    def _apply(self, event: Event) -> None:
+    def _apply(self, event: Event, label: str | None = None) -> None:
         engine = self.testbed.engine
+        if label is not None:
+            self.applied.append((label, label.rstrip("0123456789"), event.link, time.time_ns()))
         if event.kind == "cut":
             engine.cut(event.link, event.direction)
             self.cut_windows.setdefault(event.link, []).append([time.time_ns(), -1])
@@ -139,9 +153,22 @@ class ScenarioRun:
             at = 0 if s.spec.kind == "probe" else s.spec.start_ns
             items.append((at - int(LEAD_S * 1e9) // 2 if s.spec.kind == "probe" else at, i,
                           lambda s=s: self._start_sender(s), f"start {s.spec.name}"))
-        for j, step in enumerate(self.scenario.steps()):
-            items.append((step.at_ns, len(self.streams) + j, lambda step=step: self._apply(step),
+        labels = {id(event): label for label, event in self.scenario.measured_steps()}
+        steps = sorted(((step, labels[id(event)] if k == 0 else None)
+                        for event in self.scenario.timeline for k, step in enumerate(event.expand())),
+                       key=lambda pair: pair[0].at_ns)   # as Scenario.steps(), with the labels
+        for j, (step, label) in enumerate(steps):
+            items.append((step.at_ns, len(self.streams) + j, lambda step=step, label=label: self._apply(step, label),
                           f"{step.kind} {step.link}"))
+        if self.routing_on:
+            self._start_watcher()
+            if self.trace_stream is not None and self.scenario.timeline:
+                points = [(f"before:{label}", event.at_ns - TRACE_BEFORE_NS)
+                          for label, event in self.scenario.measured_steps()]
+                points.append(("final", self.scenario.duration_ns - TRACE_BEFORE_NS))
+                for k, (key, at) in enumerate(points):
+                    items.append((at - TRACE_LAUNCH_NS, -len(points) + k,
+                                  lambda key=key, at=at: self._start_trace(key, self.t0_ns + at), f"trace {key}"))
         items.sort(key=lambda item: (item[0], item[1]))
         end_ns = self.scenario.duration_ns
         for at, _, action, what in items:
@@ -149,6 +176,19 @@ class ScenarioRun:
             action()
         self._sleep_until(self.t0_ns + end_ns, end_ns)
         self.progress(1.0, "done")
+
+    def _start_watcher(self) -> None:
+        from emulator.routing.events import RouteWatcher
+
+        routers = self.testbed.routing.routers
+        self.watcher = RouteWatcher({r: self.testbed.network.node_netns(r) for r in routers}).start()
+
+    def _start_trace(self, key: str, at_ns: int) -> None:
+        from emulator.routing.trace import trace_argv
+
+        spec = self.trace_stream.spec
+        self.traces[key] = self._start(spec.source, trace_argv(spec.target, at_ns=at_ns),
+                                       f"trace {key}", out=os.path.join(self.workdir, f"trace-{key}.json"))
 
     def _sleep_until(self, deadline_ns: int, end_ns: int) -> None:
         while True:
@@ -174,15 +214,22 @@ class ScenarioRun:
             for proc, role in ((s.sender, "sender"), (s.receiver, "receiver")):
                 if proc is not None:
                     _wait(proc, 10, f"{s.spec.name} {role}", self.errors, terminated=True)
-        metrics: dict[str, float | None] = {}
+        metrics: dict[str, Any] = {}
         series: dict[str, dict[str, list]] = {}
         windows = self._event_windows()
+        route_events = self.watcher.stop() if self.watcher is not None else []
+        if self.watcher is not None:
+            self.errors.extend(self.watcher.errors)
+        traces = self._collect_traces()
+        trace_records = None
         for s in self.streams:
             name = s.spec.name
             try:
                 if s.spec.kind == "probe":
                     summary = probe.load_summary(s.files["summary"])
                     records = probe.load_records(s.files["records"])
+                    if s is self.trace_stream:
+                        trace_records = (records, summary)
                     result = analysis.analyze_probes(records, summary["sent"], summary["interval_ns"],
                                                      event_windows=windows)
                     sent_times = analysis.estimate_send_times(records, summary["sent"], summary["interval_ns"],
@@ -199,11 +246,62 @@ class ScenarioRun:
                 result = {}
             for metric, value in result.items():
                 metrics[f"{name}.{metric}"] = value
+        if self.routing_on:
+            metrics.update(self._failover(route_events, traces, trace_records))
         return metrics, series
+
+    def _collect_traces(self) -> dict[str, Any]:
+        """The traces' results: key -> failover.Trace (None for one that failed, with an error)."""
+        from emulator.routing.failover import Trace
+        from emulator.routing.trace import address_owners, hops_to_nodes
+
+        owners = address_owners(self.testbed.network.addresses)
+        results: dict[str, Any] = {}
+        for key, proc in self.traces.items():
+            _wait(proc, 15, f"trace {key}", self.errors)
+            try:
+                with open(os.path.join(self.workdir, f"trace-{key}.json")) as fh:
+                    data = json.load(fh)
+                results[key] = Trace(hops_to_nodes(data["hops"], owners, self.trace_stream.spec.source),
+                                     [float(v) for v in data["rtt_ms"]], bool(data["reached"]))
+            except (OSError, ValueError, KeyError) as exc:
+                self.errors.append(f"trace {key}: no result ({exc})")
+                results[key] = None
+        return results
+
+    def _failover(self, route_events: list, traces: dict[str, Any], trace_records: Any) -> dict[str, Any]:
+        """`routing.<step>.<metric>` (emulator.routing.failover) and a "route" mark per router and step."""
+        from emulator.routing import failover
+
+        end_ns = self.t0_ns + self.scenario.duration_ns + int(GRACE_S * 1e9)
+        steps = failover.step_windows(self.applied, end_ns)
+        before = {step.label: traces.get(f"before:{step.label}") for step in steps}
+        after = {step.label: traces.get(f"before:{nxt.label}") for step, nxt in zip(steps, steps[1:])}
+        if steps:
+            after[steps[-1].label] = traces.get("final")
+        outages: dict[str, int | None] = {}
+        if trace_records is not None:
+            records, summary = trace_records
+            first: dict[int, int] = {}
+            for seq, sent_ns in zip(records.seq, records.send_ns):
+                first.setdefault(seq, sent_ns)
+            received = sorted(first.items())
+            for step in steps:
+                outages[step.label] = failover.window_outage_ns(received, summary["sent"], summary["interval_ns"],
+                                                                step.t_ns, step.end_ns)
+        for t_ns, router, count in failover.route_marks(steps, route_events):
+            self.marks.append(TimelineMark((t_ns - self.t0_ns) / 1e9, "route", router,
+                                           f"{count} route change{'s' if count != 1 else ''}"))
+        self.marks.sort(key=lambda m: m.t_s)
+        return failover.failover_metrics(steps, route_events, traces_before=before, traces_after=after,
+                                         outages_ns=outages)
 
     def abort(self) -> None:
         """Stop every process this run started, at once (by PID; teardown would too)."""
+        if self.watcher is not None:
+            self.watcher.stop()
         procs = [p for s in self.streams for p in (s.sender, s.receiver) if p is not None and p.poll() is None]
+        procs += [p for p in self.traces.values() if p.poll() is None]
         for proc in procs:
             proc.terminate()
         for proc in procs:

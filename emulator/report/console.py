@@ -38,11 +38,11 @@ def assertions_table(report: Report) -> Table:
     table.add_column("line", justify="right")
     table.add_column("metric", no_wrap=True)    # the others give way first: a metric reads whole
     table.add_column("bound", overflow="fold")
-    table.add_column("measured", justify="right")
+    table.add_column("measured", justify="right", overflow="fold")
     table.add_column("result")
     for result in report.assertions:
         table.add_row(str(result.line) if result.line else "", escape(result.metric), escape(result.bound),
-                      format_value(result.measured), _verdict(result.passed))
+                      escape(format_value(result.measured)), _verdict(result.passed))
     return table
 
 
@@ -62,6 +62,34 @@ def stream_table(report: Report) -> Table | None:
                           end_section=i == len(names) - 1)
             rows += 1
     return table if rows else None
+
+
+#: the columns of the failover table: (routing metric, heading)
+FAILOVER_COLUMNS = (
+    ("detection_ms", "detect ms"), ("convergence_ms", "converge ms"), ("outage_ms", "outage ms"),
+    ("route_changes", "routes"), ("rtt_before_ms", "rtt before"), ("rtt_after_ms", "rtt after"),
+    ("path_after", "path after"), ("reverts_on_restore", "reverts"),
+)
+
+
+def failover_table(report: Report) -> Table | None:
+    """One row per timeline step with failover metrics (`routing.<step>.<metric>`), None without any."""
+    steps: dict[str, dict[str, Any]] = {}
+    for key, value in report.metrics.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "routing":
+            steps.setdefault(parts[1], {})[parts[2]] = value
+    if not steps:
+        return None
+    table = Table(title="failover", title_justify="left", pad_edge=False)
+    table.add_column("step", no_wrap=True)
+    for name, heading in FAILOVER_COLUMNS:
+        table.add_column(heading, justify="left" if name == "path_after" else "right",
+                         overflow="fold")
+    for step, values in steps.items():
+        table.add_row(escape(step), *(escape(format_value(values.get(name))) if name in values else ""
+                                      for name, _ in FAILOVER_COLUMNS))
+    return table
 
 
 def drops_table(links: Mapping[str, Any]) -> Table | None:
@@ -95,7 +123,7 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
                   f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall, started {report.started_at}",
                   soft_wrap=True)
     for table in (assertions_table(report) if report.assertions else None, stream_table(report),
-                  drops_table(report.links)):
+                  failover_table(report), drops_table(report.links)):
         if table is not None:
             console.print(table)
     for error in report.errors:

@@ -27,10 +27,19 @@ SERIES_NAMES = ("owd_ms", "throughput_mbps", "loss_pct")
 Point = tuple[float, float]
 
 
-def format_value(value: float | None) -> str:
-    """A measured value for humans: integers as such, otherwise 4 significant digits or 3 decimals."""
+#: a metric's value: a number, or for failover metrics a path (node names) or a boolean; None = not measured
+MetricValue = Any
+
+
+def format_value(value: MetricValue) -> str:
+    """A measured value for humans: integers as such, otherwise 4 significant digits or 3 decimals;
+    a path as `a > b > c`, a boolean as true/false."""
     if value is None:
         return "n/a"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " > ".join(str(v) for v in value) if value else "(empty)"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if float(value).is_integer() and abs(value) < 1e15:
@@ -62,6 +71,15 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _metric_json(value: MetricValue) -> Any:
+    """A metric for JSON: booleans and paths (lists of node names) as such, numbers finite or None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return _finite_or_none(value)
+
+
 @dataclass
 class AssertionResult:
     """One assertion of the scenario and what was measured for it.
@@ -74,14 +92,14 @@ class AssertionResult:
 
     metric: str
     description: str
-    measured: float | None
+    measured: MetricValue          # a number, a path (list of node names) or a boolean
     passed: bool
     line: int = 0
     low: float | None = None
     high: float | None = None
 
     @classmethod
-    def from_assertion(cls, assertion: Assertion, measured: float | None) -> AssertionResult:
+    def from_assertion(cls, assertion: Assertion, measured: MetricValue) -> AssertionResult:
         """Judge a scenario `Assertion` against the measured value."""
         description = assertion.description or describe_bound(assertion.low, assertion.high)
         return cls(metric=assertion.metric, description=description, measured=measured,
@@ -105,7 +123,7 @@ class AssertionResult:
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "description": self.description, "bound": self.bound,
                 "low": _finite_or_none(self.low), "high": _finite_or_none(self.high),
-                "measured": _finite_or_none(self.measured), "passed": self.passed, "line": self.line}
+                "measured": _metric_json(self.measured), "passed": self.passed, "line": self.line}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssertionResult:
@@ -119,7 +137,8 @@ class TimelineMark:
     """Something that happened at `t_s` seconds after the start.
 
     `kind` is a timeline step (cut, restore, set; a flap appears as its cut
-    and restore steps) or, later, a routing event (any other kind).
+    and restore steps) or a routing event: "route", the first kernel route
+    change of router `link` after a step (`detail`: how many in that step's window).
     """
 
     t_s: float
@@ -150,7 +169,9 @@ class Report:
     duration_s: float             # the scenario's duration
     wall_s: float                 # the whole run: build, traffic, teardown
     versions: dict[str, str]      # caspian, python, kernel, iperf3 ...
-    metrics: dict[str, float | None]     # flat: "probe.owd_median_ms" -> value (None = not measured)
+    #: flat: "probe.owd_median_ms" -> value (None = not measured); failover metrics
+    #: (`routing.<step>.<metric>`) may be a path (list of node names) or a boolean
+    metrics: dict[str, MetricValue]
     assertions: list[AssertionResult]
     marks: list[TimelineMark]
     #: traffic name -> {"owd_ms": [(t_s, v)], "throughput_mbps": [...], "loss_pct": [...]}
@@ -185,7 +206,7 @@ class Report:
         names = list(self.series)
         for key in self.metrics:
             head = key.split(".", 1)[0]
-            if "." in key and head not in ("link", "events") and head not in names:
+            if "." in key and head not in ("link", "events", "routing") and head not in names:
                 names.append(head)
         return names
 
@@ -201,7 +222,7 @@ class Report:
             "passed": self.passed,
             "exit_code": self.exit_code,
             "versions": dict(self.versions),
-            "metrics": {k: _finite_or_none(v) for k, v in self.metrics.items()},
+            "metrics": {k: _metric_json(v) for k, v in self.metrics.items()},
             "assertions": [a.to_dict() for a in self.assertions],
             "marks": [m.to_dict() for m in self.marks],
             "series": {

@@ -1,7 +1,7 @@
 """BIRD 2 configuration for one router of a topology. Pure text generation, no system state.
 
 `bird_config(topology, plan, node, interfaces)` returns the `bird.conf` of
-router `node` when `topology.routing.protocol` is `ospf`:
+router `node` when `topology.routing.protocol` is `ospf` or `bgp`:
 
 - `router id` = the node's loopback IPv4 address;
 - `protocol device` (interface scan every second) and `protocol kernel`
@@ -19,11 +19,31 @@ router `node` when `topology.routing.protocol` is `ospf`:
   deterministic;
 - `protocol bfd` on the same router-to-router interfaces when configured.
 
+With `bgp` instead of OSPF (eBGP only, every router an AS of its own):
+
+- `protocol direct` puts the router's connected subnets and loopback /32 in
+  BIRD's table (the kernel has them already: the kernel export skips them);
+- one `protocol bgp` per link to another router, named `bgp_LINK`: `local`
+  and `neighbor` are the two link addresses with the routers' AS numbers
+  (`Topology.asn`), `interface` the link's, `direct` (the peer is on the
+  link: no multihop), hold and keepalive time from the scenario, fast
+  reconnection (`connect delay time 1`, `connect retry time 2`, `error
+  wait time 1, 4`: after a hold-timer expiry BIRD would otherwise wait 60 s
+  before trying again), `bfd on` with BFD;
+- import all (BGP's AS-path check drops routes that already crossed this
+  router); export the router's own prefixes (direct, static host routes)
+  and the BGP routes it selected, within the testbed's 198.18.0.0/15,
+  prepending its own AS `bgp_prepend` extra times on links that set it
+  (so a backup path looks longer to every router);
+- the kernel export takes BGP and static routes.
+
 IPv4 only: there is no OSPFv3 yet, so with `protocol: ospf` routers carry
 no IPv6 routes beyond their connected subnets (docs/routing.md).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from emulator.errors import ScenarioError
 from emulator.network.addressing import AddressPlan
@@ -33,6 +53,12 @@ from emulator.scenario.topology import RoutingConfig, Topology
 OSPF_TICK_S = 1
 #: kernel and device scan period, seconds
 SCAN_TIME_S = 1
+#: BGP: seconds before the first connection attempt, between attempts, and after an error (min, max)
+BGP_CONNECT_DELAY_S = 1
+BGP_CONNECT_RETRY_S = 2
+BGP_ERROR_WAIT_S = (1, 4)
+#: the testbed's IPv4 space (link subnets and loopbacks): all BGP exports
+TESTBED_NET4 = "198.18.0.0/15"
 
 
 def _duration(ns: int) -> str:
@@ -66,9 +92,9 @@ def bird_config(
     `node` is not a router or the topology's routing is not OSPF.
     """
     routing = topology.routing or RoutingConfig()
-    if routing.protocol != "ospf":
+    if routing.protocol not in ("ospf", "bgp"):
         raise ScenarioError(f"no BIRD configuration for routing protocol {routing.protocol!r}",
-                            where=topology.source, fix="set routing: {protocol: ospf}")
+                            where=topology.source, fix="set routing: {protocol: ospf} or {protocol: bgp}")
     me = topology.node(node)
     if me.role != "router":
         raise ScenarioError(f"node {node!r} is a {me.role}, and only routers run BIRD", where=topology.source)
@@ -77,12 +103,21 @@ def bird_config(
     hello_s = routing.hello_ns // 1_000_000_000
     dead_s = routing.dead_interval_ns // 1_000_000_000
 
+    bgp = routing.protocol == "bgp"
     ospf_ifaces: list[str] = []
     stub_ifaces: list[str] = []
     host_routes: list[str] = []
+    bgp_sessions: list[str] = []
     for link in topology.links_of(node):
         ifname = interfaces[(node, link.name)]
         peer = link.b.node if link.a.node == node else link.a.node
+        if bgp:
+            if roles[peer] == "router":
+                bgp_sessions += _bgp_session(topology, plan, node, peer, link, ifname)
+            else:
+                via = plan.link4[(peer, link.name)].ip
+                host_routes.append(f"  route {plan.loopback4[peer].network} via {via};  # host {peer}")
+            continue
         if roles[peer] == "router":
             lines = ["type ptp", f"cost {link.ospf_cost}", f"hello {hello_s}", f"dead {dead_s}"]
             if routing.bfd is not None:
@@ -110,7 +145,8 @@ def bird_config(
         "  ipv4 {",
         "    import all;",
         "    export filter {",
-        "      if source ~ [RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2, RTS_STATIC] then {",
+        ("      if source ~ [RTS_BGP, RTS_STATIC] then {" if bgp else
+         "      if source ~ [RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2, RTS_STATIC] then {"),
         f"        krt_prefsrc = {loopback.ip};",
         "        accept;",
         "      }",
@@ -123,9 +159,9 @@ def bird_config(
         "}",
     ]
     if host_routes:
-        out += ["", "# hosts run no daemon: their loopbacks are static routes here, exported into OSPF",
+        out += ["", f"# hosts run no daemon: their loopbacks are static routes here, exported into {'BGP' if bgp else 'OSPF'}",
                 "protocol static hosts {", "  ipv4;", *host_routes, "}"]
-    if routing.bfd is not None and ospf_ifaces:
+    if routing.bfd is not None and (ospf_ifaces or bgp_sessions):
         names = ", ".join(_quote(interfaces[(node, link.name)]) for link in topology.links_of(node)
                           if roles[link.b.node if link.a.node == node else link.a.node] == "router")
         out += [
@@ -139,6 +175,22 @@ def bird_config(
             "  };",
             "}",
         ]
+    if bgp:
+        out += [
+            "",
+            "# connected subnets and the loopback, for export to the peers (the kernel has them)",
+            "protocol direct {",
+            "  ipv4;",
+            '  interface "*";',
+            "}",
+            "",
+            f"define TESTBED_NET4 = [{TESTBED_NET4}+];",
+            "",
+            f"# eBGP: this router is AS {topology.asn(node)}; one session per link to another router",
+            *bgp_sessions,
+            "",
+        ]
+        return "\n".join(out)
     out += [
         "",
         "protocol ospf v2 ospf4 {",
@@ -157,3 +209,56 @@ def bird_config(
         "",
     ]
     return "\n".join(out)
+
+
+def _bgp_name(link_name: str) -> str:
+    """The BIRD protocol name of the BGP session over link `link_name` (a BIRD symbol: no dashes)."""
+    return "bgp_" + link_name.replace("-", "_")
+
+
+def bgp_protocol_names(topology: Topology, node: str) -> dict[str, str]:
+    """{BIRD protocol name: link name} of router `node`'s BGP sessions."""
+    roles = {n.name: n.role for n in topology.nodes}
+    return {_bgp_name(link.name): link.name for link in topology.links_of(node)
+            if all(roles[end] == "router" for end in link.nodes)}
+
+
+def _bgp_session(topology: Topology, plan: AddressPlan, node: str, peer: str, link: Any, ifname: str) -> list[str]:
+    """The `protocol bgp` block of `node`'s session with `peer` over `link`."""
+    routing = topology.routing
+    asn, peer_asn = topology.asn(node), topology.asn(peer)
+    prepend = [f"        bgp_path.prepend({asn});"] * link.bgp_prepend
+    lines = [
+        "",
+        f"protocol bgp {_bgp_name(link.name)} {{  # link {link.name} to {peer}",
+        f'  description "link {link.name} to {peer}";',
+        f"  local {plan.link4[(node, link.name)].ip} as {asn};",
+        f"  neighbor {plan.link4[(peer, link.name)].ip} as {peer_asn};",
+        f"  interface {_quote(ifname)};",
+        "  direct;",
+        f"  hold time {routing.hold_ns // 1_000_000_000};",
+        f"  keepalive time {routing.keepalive_interval_ns // 1_000_000_000};",
+        f"  connect delay time {BGP_CONNECT_DELAY_S};",
+        f"  connect retry time {BGP_CONNECT_RETRY_S};",
+        f"  error wait time {BGP_ERROR_WAIT_S[0]}, {BGP_ERROR_WAIT_S[1]};",
+    ]
+    if routing.bfd is not None:
+        lines.append("  bfd on;")
+    lines += [
+        "  ipv4 {",
+        "    import all;",
+        "    export filter {",
+        "      if net ~ TESTBED_NET4 && source ~ [RTS_DEVICE, RTS_STATIC, RTS_BGP] then {",
+    ]
+    if prepend:
+        lines.append(f"        # bgp_prepend {link.bgp_prepend}: this link is a backup")
+        lines += prepend
+    lines += [
+        "        accept;",
+        "      }",
+        "      reject;",
+        "    };",
+        "  };",
+        "}",
+    ]
+    return lines

@@ -9,10 +9,11 @@ inside the router's namespace with `Network.popen` (foreground, so the PID
 recorded in the run state is BIRD's own; teardown stops it by PID with the
 other recorded processes). `start()` returns once every daemon answers
 `birdc -s {node}.ctl show status`; `wait_converged()` once every router's
-kernel table holds a route to every other node's loopback.
+kernel table holds a route to every other node's loopback (and, with BGP,
+every session is Established).
 
-State readers parse birdc's text (`ospf_neighbours`, `routes`,
-`bfd_sessions`) or read the kernel (`kernel_route`, with pyroute2 inside the
+State readers parse birdc's text (`ospf_neighbours`, `bgp_sessions`,
+`protocols`, `routes`, `bfd_sessions`) or read the kernel (`kernel_route`, with pyroute2 inside the
 node's namespace). The control sockets are in the run's meta under
 `routing.sockets`, so `caspian exec ROUTER -- birdc show ospf neighbors`
 finds them (docs/routing.md).
@@ -32,7 +33,7 @@ from pyroute2 import IPRoute
 
 from emulator.errors import EnvironmentProblem, TestbedError
 from emulator.network import kernel
-from emulator.routing.bird import bird_config
+from emulator.routing.bird import bgp_protocol_names, bird_config
 
 #: Linux sun_path holds 108 bytes including the terminating NUL
 MAX_SOCKET_PATH = 107
@@ -51,7 +52,7 @@ def bird_binaries() -> tuple[str, str]:
         )
         if path is None:
             raise EnvironmentProblem(
-                f"{name} (BIRD 2) is missing, and routing: ospf runs it in every router "
+                f"{name} (BIRD 2) is missing, and routing: ospf or bgp runs it in every router "
                 "(apt-get install bird2, or `make run`)"
             )
         found.append(path)
@@ -91,6 +92,18 @@ def parse_ospf_neighbours(text: str) -> list[dict[str, Any]]:
             result.append({"router_id": rid, "priority": int(pri), "state": state.split("/")[0],
                            "dead_s": float(dtime) if re.fullmatch(r"[\d.]+", dtime) else None,
                            "interface": iface, "address": address})
+    return result
+
+
+def parse_protocols(text: str) -> list[dict[str, Any]]:
+    """`show protocols` -> [{name, proto, table, state, since, info}] (`info`: BGP's `Established`, ...)."""
+    result = []
+    for line in text.splitlines():
+        words = line.split(None, 5)
+        if len(words) < 5 or words[0] in ("Name", "BIRD") or words[3] not in ("up", "down", "start", "stop", "flush"):
+            continue
+        result.append({"name": words[0], "proto": words[1], "table": words[2], "state": words[3],
+                       "since": words[4], "info": words[5].strip() if len(words) > 5 else ""})
     return result
 
 
@@ -284,22 +297,39 @@ class BirdDaemons:
                 missing[node] = lacking
         return missing
 
+    def sessions_down(self) -> dict[str, list[str]]:
+        """{router: [links whose BGP session is not Established]} (empty = all up, and always without BGP)."""
+        if self.topology.routing.protocol != "bgp":
+            return {}
+        down: dict[str, list[str]] = {}
+        for node in self.routers:
+            states = {s["name"]: s["info"] for s in self.protocols(node)}
+            for name, link in bgp_protocol_names(self.topology, node).items():
+                if not states.get(name, "").startswith("Established"):
+                    down.setdefault(node, []).append(link)
+        return down
+
     def wait_converged(self, *, timeout_s: float = 30.0) -> float:
         """Wait until every router has a kernel route to every other node's loopback; seconds it took.
 
-        TestbedError after `timeout_s`, naming which router lacks which routes.
+        With BGP, also until every session is Established. TestbedError after
+        `timeout_s`, naming which router lacks which routes (or sessions).
         """
         start = time.monotonic()
         while True:
             missing = self.missing_routes()
-            if not missing:
+            down = {} if missing else self.sessions_down()
+            if not missing and not down:
                 return time.monotonic() - start
             for node, proc in self.processes.items():
                 if proc.poll() is not None:
                     raise TestbedError(f"bird in router {node} exited with {proc.returncode}: {self._stderr(node)}")
             if time.monotonic() - start > timeout_s:
                 detail = "; ".join(f"{node} lacks {', '.join(others)}" for node, others in missing.items())
-                raise TestbedError(f"OSPF did not converge in {timeout_s:g} s: {detail}")
+                detail = detail or "; ".join(f"{node}: BGP not Established on {', '.join(links)}"
+                                             for node, links in down.items())
+                protocol = self.topology.routing.protocol.upper()
+                raise TestbedError(f"{protocol} did not converge in {timeout_s:g} s: {detail}")
             time.sleep(0.2)
 
     # -- state ------------------------------------------------------------------
@@ -317,6 +347,20 @@ class BirdDaemons:
     def ospf_neighbours(self, node: str) -> list[dict[str, Any]]:
         """OSPF neighbours of router `node` (see `parse_ospf_neighbours`)."""
         return parse_ospf_neighbours(self.birdc(node, "show", "ospf", "neighbors"))
+
+    def protocols(self, node: str) -> list[dict[str, Any]]:
+        """BIRD's protocols in router `node` (see `parse_protocols`)."""
+        return parse_protocols(self.birdc(node, "show", "protocols"))
+
+    def bgp_sessions(self, node: str) -> list[dict[str, Any]]:
+        """BGP sessions of router `node`: [{name, link, state, info, since}] (`info` `Established` when up).
+
+        Empty without BGP.
+        """
+        if self.topology.routing.protocol != "bgp":
+            return []
+        links = bgp_protocol_names(self.topology, node)
+        return [{**p, "link": links[p["name"]]} for p in self.protocols(node) if p["name"] in links]
 
     def routes(self, node: str) -> list[dict[str, Any]]:
         """Routes in BIRD's table of router `node` (see `parse_routes`)."""

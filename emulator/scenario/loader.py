@@ -45,6 +45,8 @@ from emulator.scenario.scenario import (
     EVENT_KINDS,
     EVENT_METRICS,
     LINK_METRICS,
+    REVERT_KINDS,
+    ROUTING_METRICS,
     TRAFFIC_KINDS,
     TRAFFIC_METRICS,
     Assertion,
@@ -53,6 +55,7 @@ from emulator.scenario.scenario import (
     TrafficSpec,
 )
 from emulator.scenario.topology import (
+    BGP_PREPEND_MAX,
     DEFAULT_MTU,
     NODE_ROLES,
     OSPF_COST_RANGE,
@@ -254,8 +257,8 @@ PARAM_FIELDS: dict[str, ParamReader] = {
     "netem": _read_netem,
 }
 
-NODE_FIELDS: tuple[str, ...] = ("role", "address", "address6")
-LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "cost", "a_to_b", "b_to_a")
+NODE_FIELDS: tuple[str, ...] = ("role", "address", "address6", "asn")
+LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "cost", "bgp_prepend", "a_to_b", "b_to_a")
 DIRECTION_FIELDS: tuple[str, ...] = tuple(PARAM_FIELDS)
 
 
@@ -358,7 +361,40 @@ def _read_nodes(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> No
             address = _host_address(doc, fields["address"], _join(here, "address"), 4, out)
         if "address6" in fields:
             address6 = _host_address(doc, fields["address6"], _join(here, "address6"), 6, out)
-        out.nodes[name] = Node(name=name, role=role, address=address, address6=address6)
+        asn = None
+        if "asn" in fields:
+            asn = _read_asn(doc, fields["asn"], _join(here, "asn"), role, out)
+        out.nodes[name] = Node(name=name, role=role, address=address, address6=address6, asn=asn)
+    if out.routing is not None and out.routing.protocol == "bgp":
+        _check_asns(doc, {name: key_node for name, key_node, _ in pairs}, path, out)
+
+
+#: BGP AS numbers: 4 bytes, not 0 (RFC 7607) nor 23456 (AS_TRANS, RFC 6793) nor 4294967295
+ASN_RANGE = (1, 4_294_967_294)
+
+
+def _read_asn(doc: _Document, node: yaml.Node, path: str, role: str, out: _Builder) -> int:
+    if out.routing is None or out.routing.protocol != "bgp":
+        doc.fail(node, path, "asn applies to BGP routing only", "add 'routing: {protocol: bgp}' at the top level or remove asn")
+    if role != "router":
+        doc.fail(node, path, "asn applies to routers only (hosts run no daemon)", "remove it, or give the node role: router")
+    asn = doc.integer(node, path, *ASN_RANGE, "64512")
+    if asn == 23456:
+        doc.fail(node, path, "AS 23456 is AS_TRANS (RFC 6793), not a real AS", "e.g. a private AS from 64512..65534")
+    return asn
+
+
+def _check_asns(doc: _Document, keys: dict[str, yaml.Node], path: str, out: _Builder) -> None:
+    """Every router's AS (given or default) is its own: eBGP between every pair of routers."""
+    topology = Topology(nodes=tuple(out.nodes.values()), links=(), source=doc.source, routing=out.routing)
+    owner: dict[int, str] = {}
+    for router in topology.routers():
+        asn = topology.asn(router.name)
+        if asn in owner:
+            here = _join(path, router.name)
+            doc.fail(keys[router.name], here, f"router {router.name} has AS {asn}, as {owner[asn]} does",
+                     "give every router its own asn (each router is an AS of its own: eBGP only)")
+        owner[asn] = router.name
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -466,10 +502,20 @@ def _read_link(doc: _Document, name: str, key_node: yaml.Node, node: yaml.Node, 
         if out.routing is None or out.routing.protocol != "ospf":
             doc.fail(fields["cost"], here, "cost applies to OSPF routing only", "add 'routing: {protocol: ospf}' at the top level or remove cost")
         cost = doc.integer(fields["cost"], here, *OSPF_COST_RANGE, "100")
+    prepend = 0
+    if "bgp_prepend" in fields:
+        here = _join(path, "bgp_prepend")
+        if out.routing is None or out.routing.protocol != "bgp":
+            doc.fail(fields["bgp_prepend"], here, "bgp_prepend applies to BGP routing only",
+                     "add 'routing: {protocol: bgp}' at the top level or remove bgp_prepend")
+        if any(out.nodes[end].role != "router" for end in ends):
+            doc.fail(fields["bgp_prepend"], here, "bgp_prepend applies to links between two routers (a BGP session)",
+                     "remove it from a link to a host")
+        prepend = doc.integer(fields["bgp_prepend"], here, 0, BGP_PREPEND_MAX, "3")
     a, b = (LinkEnd(end, *addresses.get(end, (None, None))) for end in ends)
     return Link(
         name=name, a=a, b=b, a_to_b=directions[0], b_to_a=directions[1], mtu=mtu, preset=preset_name,
-        length_km=length_km, cost=cost,
+        length_km=length_km, cost=cost, bgp_prepend=prepend,
     )
 
 
@@ -494,7 +540,7 @@ DEFAULT_SIZE = {"probe": 64, "udp": 1400, "tcp": 64}
 #: iperf3; tcp 0 = unlimited.
 DEFAULT_RATE = {"probe": 1000.0, "udp": 1e6, "tcp": 0.0}
 #: Names an assertion may start with besides traffic names.
-ASSERTION_PREFIXES = ("link", "events")
+ASSERTION_PREFIXES = ("link", "events", "routing")
 
 TRAFFIC_FIELDS: tuple[str, ...] = ("kind", "from", "to", "rate", "size", "start", "stop", "ipv6")
 #: Keys of a timeline item: `at`, exactly one of EVENT_KINDS (its value names
@@ -507,7 +553,15 @@ EVENT_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 EVENT_FIELDS: tuple[str, ...] = ("at", *EVENT_KINDS, *EVENT_OPTIONS)
 #: Bound keys of an assertion: exactly one per assertion.
-ASSERTION_BOUNDS: tuple[str, ...] = ("between", "at_most", "at_least", "equals")
+#: (`includes`/`excludes` for path metrics, `equals: true|false` for boolean ones.)
+ASSERTION_BOUNDS: tuple[str, ...] = ("between", "at_most", "at_least", "equals", "includes", "excludes")
+#: Bound keys by the kind of value a metric has (scenario.ROUTING_METRICS; every other metric is a number).
+BOUNDS_BY_VALUE: dict[str, tuple[str, ...]] = {
+    "number": ("between", "at_most", "at_least", "equals"),
+    "path": ("includes", "excludes"),
+    "bool": ("equals",),
+}
+_STEP_LABEL = re.compile(r"^(cut|restore|set|flap)([1-9][0-9]*)$")
 ASSERTION_FIELDS: tuple[str, ...] = ("metric", *ASSERTION_BOUNDS)
 
 _PPS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
@@ -745,6 +799,9 @@ def _check_metric(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
             name = ".".join(parts[1:])
             doc.fail(node, path, f"unknown events metric {name!r} in {metric!r}", _suggest(name, EVENT_METRICS, "events metrics"))
         return metric
+    if head == "routing":
+        _check_routing_metric(doc, node, path, metric, out)
+        return metric
     if head in out.traffic:
         kind = out.traffic[head].kind
         name = ".".join(parts[1:])
@@ -752,9 +809,45 @@ def _check_metric(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
             doc.fail(node, path, f"unknown {kind} metric {name!r} in {metric!r}", _suggest(name, TRAFFIC_METRICS[kind], f"{kind} metrics"))
         return metric
     doc.fail(
-        node, path, f"{head!r} in {metric!r} is no traffic name, 'link' or 'events'",
+        node, path, f"{head!r} in {metric!r} is no traffic name, 'link', 'events' or 'routing'",
         _suggest(head, (*out.traffic, *ASSERTION_PREFIXES), "use"),
     )  # fmt: skip
+
+
+def _check_routing_metric(doc: _Document, node: yaml.Node, path: str, metric: str, out: _Builder) -> None:
+    """`routing.<step>.<metric>`: a failover metric of a timeline event (docs/scenario.md)."""
+    parts = metric.split(".")
+    if len(parts) != 3:
+        doc.fail(node, path, f"routing metric {metric!r} is not routing.<step>.<metric>", "e.g. routing.cut1.outage_ms")
+    _, step, name = parts
+    if out.routing is None or not out.routing.uses_daemons:
+        doc.fail(node, path, f"{metric!r} is measured only with a routing protocol run by daemons",
+                 "set routing: {protocol: ospf} (docs/routing.md), or assert on the probe stream instead")
+    match = _STEP_LABEL.match(step)
+    counts = {kind: sum(1 for e in out.timeline if e.kind == kind) for kind in EVENT_KINDS}
+    have = [f"{kind}{n}" for kind in EVENT_KINDS for n in range(1, counts[kind] + 1)]
+    if not match or int(match.group(2)) > counts[match.group(1)]:
+        doc.fail(node, path, f"no timeline step {step!r} in {metric!r} (steps are the event kind and its number "
+                 "in time order)", _suggest(step, have, "steps") if have else "add a timeline event")
+    if name not in ROUTING_METRICS or (name == "reverts_on_restore" and match.group(1) not in REVERT_KINDS):
+        names = [m for m in ROUTING_METRICS if m != "reverts_on_restore" or match.group(1) in REVERT_KINDS]
+        doc.fail(node, path, f"unknown {match.group(1)} routing metric {name!r} in {metric!r}",
+                 _suggest(name, names, "routing metrics"))
+    if not any(spec.kind == "probe" for spec in out.traffic.values()):
+        doc.fail(node, path, f"{metric!r} is measured on a probe stream, and there is none",
+                 "add e.g. traffic: {probe: {kind: probe, from: HOST, to: HOST}}")
+
+
+def _metric_value_kind(metric: str) -> str:
+    """"number", "path" or "bool": what kind of value `metric` has."""
+    return ROUTING_METRICS.get(metric.split(".")[-1], "number") if metric.startswith("routing.") else "number"
+
+
+def _node_list(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> tuple[str, ...]:
+    items = doc.sequence(node, path) if _kind(node) == "list" else [node]
+    if not items:
+        doc.fail(node, path, "an empty list of nodes", "name at least one node, e.g. includes: moscow")
+    return tuple(_node_name(doc, item, path, out) for item in items)
 
 
 def _read_assertion(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Assertion:
@@ -764,11 +857,29 @@ def _read_assertion(doc: _Document, node: yaml.Node, path: str, out: _Builder) -
         doc.fail(node, path, "an assertion needs a metric", "add e.g. metric: probe.loss_pct")
     metric = _check_metric(doc, fields["metric"], _join(path, "metric"), out)
     bounds = [key for key in ASSERTION_BOUNDS if key in fields]
+    value_kind = _metric_value_kind(metric)
+    allowed = BOUNDS_BY_VALUE[value_kind]
     if len(bounds) != 1:
         what = "no bound" if not bounds else f"{len(bounds)} bounds ({', '.join(bounds)})"
-        doc.fail(node, path, f"{what} for {metric}", "give exactly one of between: [low, high], at_most, at_least, equals")
+        words = {"number": "between: [low, high], at_most, at_least, equals", "path": "includes, excludes",
+                 "bool": "equals: true, equals: false"}[value_kind]
+        doc.fail(node, path, f"{what} for {metric}", f"give exactly one of {words}")
     bound = bounds[0]
     here = _join(path, bound)
+    if bound not in allowed:
+        kind_words = {"number": "a number", "path": "a path (node names)", "bool": "true or false"}[value_kind]
+        doc.fail(fields[bound], here, f"{bound} does not apply to {metric}, which is {kind_words}",
+                 f"use {' or '.join(allowed)}")
+    line = node.start_mark.line + 1
+    if bound in ("includes", "excludes"):
+        nodes = _node_list(doc, fields[bound], here, out)
+        words = f"{bound} {', '.join(nodes)}"
+        return Assertion(metric, description=words, line=line, **{bound: nodes})
+    if value_kind == "bool":
+        value = doc.value(fields[bound], here)
+        if not isinstance(value, bool):
+            doc.fail(fields[bound], here, f"expected true or false, got {value!r}", "write equals: true")
+        return Assertion(metric, description=f"equals {str(value).lower()}", line=line, expected=value)
     if bound == "between":
         items = doc.sequence(fields[bound], here)
         if len(items) != 2:
@@ -797,22 +908,34 @@ def _read_assertions(doc: _Document, node: yaml.Node, path: str, out: _Builder) 
 
 # ---------------------------------------------------------------------------
 # Routing: `routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}`
+# or `routing: {protocol: bgp, hold: 3s, keepalive: 1s, bfd: {...}}`
 
-ROUTING_FIELDS: tuple[str, ...] = ("protocol", "bfd", "hello", "dead")
+ROUTING_FIELDS: tuple[str, ...] = ("protocol", "bfd", "hello", "dead", "hold", "keepalive")
+#: the routing options of each protocol (others are refused with the protocol named)
+PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "static": (),
+    "ospf": ("bfd", "hello", "dead"),
+    "bgp": ("bfd", "hold", "keepalive"),
+}
 BFD_FIELDS: tuple[str, ...] = ("interval", "multiplier")
 #: BFD detect multiplier (RFC 5880: 8 bits, not 0)
 BFD_MULTIPLIER_RANGE = (1, 255)
 #: OSPF hello and dead intervals: whole seconds (BIRD's unit), 16 bits
 OSPF_SECONDS_RANGE = (1, 65535)
+#: BGP hold time: whole seconds, at least 3 (RFC 4271 and BIRD's minimum; 0 = no keepalives is not offered)
+BGP_HOLD_RANGE = (3, 65535)
+#: BGP keepalive interval: whole seconds, shorter than the hold time
+BGP_KEEPALIVE_RANGE = (1, 65535)
 
 
-def _whole_seconds(doc: _Document, node: yaml.Node, path: str, name: str) -> int:
-    """A time that must be a whole number of seconds in OSPF_SECONDS_RANGE, in ns."""
+def _whole_seconds(doc: _Document, node: yaml.Node, path: str, name: str,
+                   limits: tuple[int, int] = OSPF_SECONDS_RANGE, protocol: str = "OSPF") -> int:
+    """A time that must be a whole number of seconds in `limits`, in ns."""
     value = _time(doc, node, path, name)
-    low, high = OSPF_SECONDS_RANGE
+    low, high = limits
     if value % 10**9 or not low <= value // 10**9 <= high:
         doc.fail(node, path, f"{name} {format_time(value)} is not a whole number of seconds from {low} to {high}",
-                 f"BIRD counts OSPF {name} in seconds, e.g. {name}: 1s")
+                 f"BIRD counts {protocol} {name} in seconds, e.g. {name}: {max(low, 1)}s")
     return value
 
 
@@ -848,11 +971,23 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
         if protocol not in SUPPORTED_ROUTING:
             doc.fail(fields["protocol"], here, f"routing protocol {protocol!r} is not supported yet",
                      f"use one of {', '.join(SUPPORTED_ROUTING)}")
-    if protocol == "static":
-        for option in ("bfd", "hello", "dead"):
-            if option in fields:
-                doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to static routing", "remove it, or set protocol: ospf")
+    for option in ROUTING_FIELDS:
+        if option != "protocol" and option in fields and option not in PROTOCOL_OPTIONS[protocol]:
+            users = [name for name, options in PROTOCOL_OPTIONS.items() if option in options]
+            what = "static routing" if protocol == "static" else protocol.upper()
+            doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to {what}",
+                     f"remove it, or set protocol: {' or '.join(users)}")
     bfd = _read_bfd(doc, fields["bfd"], _join(path, "bfd")) if "bfd" in fields else None
+    hold = 9 * 10**9
+    keepalive = None
+    if "hold" in fields:
+        hold = _whole_seconds(doc, fields["hold"], _join(path, "hold"), "hold", BGP_HOLD_RANGE, "BGP")
+    if "keepalive" in fields:
+        here = _join(path, "keepalive")
+        keepalive = _whole_seconds(doc, fields["keepalive"], here, "keepalive", BGP_KEEPALIVE_RANGE, "BGP")
+        if keepalive >= hold:
+            doc.fail(fields["keepalive"], here, f"keepalive {format_time(keepalive)} is not shorter than hold {format_time(hold)}",
+                     "send a few keepalives per hold time, e.g. keepalive = hold / 3")
     hello = _whole_seconds(doc, fields["hello"], _join(path, "hello"), "hello") if "hello" in fields else 10**9
     dead = None
     if "dead" in fields:
@@ -861,7 +996,8 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
         if dead <= hello:
             doc.fail(fields["dead"], here, f"dead {format_time(dead)} is not longer than hello {format_time(hello)}",
                      "give dead a few hellos, e.g. 4 x hello")
-    out.routing = RoutingConfig(protocol=protocol, bfd=bfd, hello_ns=hello, dead_ns=dead)
+    out.routing = RoutingConfig(protocol=protocol, bfd=bfd, hello_ns=hello, dead_ns=dead, hold_ns=hold,
+                                keepalive_ns=keepalive)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,16 @@ TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
 LINK_METRICS = ("rx_packets", "tx_packets", "drops_outage", "drops_loss", "drops_queue", "duplicated", "corrupted")
 #: Metrics of the timeline: `events.<metric>`.
 EVENT_METRICS = ("cut_total_ms",)
+#: Failover metrics of each timeline event with dynamic routing: `routing.<step>.<metric>`, where
+#: <step> is the event's kind and its number among the events of that kind in time order
+#: (cut1, restore1, set1, flap1 ...). Value kinds: "number", "path" (node names), "bool".
+ROUTING_METRICS: dict[str, str] = {
+    "detection_ms": "number", "convergence_ms": "number", "route_changes": "number", "outage_ms": "number",
+    "rtt_before_ms": "number", "rtt_after_ms": "number",
+    "path_before": "path", "path_after": "path", "path_changed": "bool", "reverts_on_restore": "bool",
+}
+#: ... of which `reverts_on_restore` exists only for these kinds
+REVERT_KINDS = ("restore", "flap")
 
 
 @dataclass(frozen=True)
@@ -90,20 +100,35 @@ class Event:
 
 @dataclass(frozen=True)
 class Assertion:
-    """`metric` must lie within [low, high] (either may be None = unbounded)."""
+    """`metric` must lie within [low, high] (either may be None = unbounded).
+
+    For a path metric (a list of node names) `includes`/`excludes` name
+    nodes the path must (not) pass through; for a boolean metric `expected`
+    is the value it must have. A value of the wrong kind never holds.
+    """
 
     metric: str
     low: float | None = None
     high: float | None = None
     description: str = ""          # how it was written, e.g. "between [1.9, 2.3]"
     line: int = 0                  # line in the scenario file, for reports
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    expected: bool | None = None
 
-    def holds(self, value: float | None) -> bool:
+    def holds(self, value: object) -> bool:
         if value is None:
             return False
-        if self.low is not None and value < self.low:
+        if self.includes or self.excludes:
+            return (isinstance(value, (list, tuple)) and all(node in value for node in self.includes)
+                    and not any(node in value for node in self.excludes))
+        if self.expected is not None:
+            return isinstance(value, bool) and value == self.expected
+        if isinstance(value, (bool, list, tuple, str)):
             return False
-        if self.high is not None and value > self.high:
+        if self.low is not None and value < self.low:  # type: ignore[operator]
+            return False
+        if self.high is not None and value > self.high:  # type: ignore[operator]
             return False
         return True
 
@@ -131,6 +156,16 @@ class Scenario:
         from emulator.scenario.loader import load_scenario
 
         return load_scenario(path)
+
+    def measured_steps(self) -> list[tuple[str, Event]]:
+        """The timeline's events (flaps whole) in time order, each with its failover label:
+        its kind and number among the events of that kind (`cut1`, `restore1`, `flap1`, `set1`)."""
+        counts: dict[str, int] = {}
+        labelled = []
+        for event in sorted(self.timeline, key=lambda e: e.at_ns):
+            counts[event.kind] = counts.get(event.kind, 0) + 1
+            labelled.append((f"{event.kind}{counts[event.kind]}", event))
+        return labelled
 
     def steps(self) -> list[Event]:
         """The timeline with flaps expanded, in time order."""

@@ -15,12 +15,18 @@ NODE_ROLES = ("host", "router")
 DEFAULT_MTU = 1500
 #: Routing protocols a topology may ask for; `static` is caspian's computed routes.
 ROUTING_PROTOCOLS = ("static", "ospf", "bgp")
-#: The protocols BIRD runs today (bgp is accepted by name and refused as not supported yet).
-SUPPORTED_ROUTING = ("static", "ospf")
+#: The protocols caspian runs today (BIRD 2 runs ospf and bgp).
+SUPPORTED_ROUTING = ("static", "ospf", "bgp")
 #: OSPF interface cost range (RFC 2328: a 16-bit metric, at least 1)
 OSPF_COST_RANGE = (1, 65535)
 #: Default OSPF cost unit: one cost point per 10 us of one-way delay
 COST_UNIT_NS = 10_000
+#: Default private AS number of a router under BGP: BGP_ASN_BASE + its index among the routers (RFC 6996)
+BGP_ASN_BASE = 64512
+#: Past the 1023 private 2-byte AS numbers, routers count on from the 4-byte private range
+BGP_ASN_BASE4 = 4_200_000_000
+#: Per-link AS-path prepending (extra copies of the exporting router's AS), 0..BGP_PREPEND_MAX
+BGP_PREPEND_MAX = 16
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Node:
     #: None = assigned from the address plan
     address: str | None = None
     address6: str | None = None
+    #: BGP AS number (routing.protocol bgp only); None = BGP_ASN_BASE + the router's index
+    asn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class Link:
     length_km: float | None = None
     #: OSPF cost of both ends' interfaces; None = derived from the delay (`ospf_cost`)
     cost: int | None = None
+    #: BGP: extra copies of its own AS each end prepends to the routes it exports over this link
+    bgp_prepend: int = 0
 
     @property
     def ospf_cost(self) -> int:
@@ -104,7 +114,8 @@ class RoutingConfig:
 
     `static`: caspian computes and installs static routes (no daemon).
     `ospf`: BIRD 2 runs OSPFv2 in every router namespace (docs/routing.md);
-    hosts keep their static default routes and run no daemon.
+    `bgp`: BIRD 2 runs eBGP, one private AS per router, one session per
+    router-to-router link. Hosts keep their static default routes and run no daemon.
     """
 
     protocol: str = "static"
@@ -113,6 +124,17 @@ class RoutingConfig:
     hello_ns: int = 1_000_000_000
     #: OSPF router dead interval; None = 4 x hello
     dead_ns: int | None = None
+    #: BGP hold time (whole seconds, at least 3: BIRD's minimum)
+    hold_ns: int = 9_000_000_000
+    #: BGP keepalive interval; None = hold / 3 (RFC 4271), at least 1 s
+    keepalive_ns: int | None = None
+
+    @property
+    def keepalive_interval_ns(self) -> int:
+        """The keepalive interval in force: `keepalive_ns`, or a third of the hold time in whole seconds (>= 1 s)."""
+        if self.keepalive_ns is not None:
+            return self.keepalive_ns
+        return max(1, self.hold_ns // 3_000_000_000) * 1_000_000_000
 
     @property
     def dead_interval_ns(self) -> int:
@@ -141,6 +163,16 @@ class Topology:
     def dynamic_routing(self) -> bool:
         """True when a routing daemon runs in the routers (routing.protocol is not static)."""
         return self.routing is not None and self.routing.uses_daemons
+
+    def asn(self, node: str) -> int:
+        """The BGP AS number of router `node`: its `asn`, else BGP_ASN_BASE + its index among the routers."""
+        routers = self.routers()
+        for index, candidate in enumerate(routers):
+            if candidate.name == node:
+                if candidate.asn is not None:
+                    return candidate.asn
+                return BGP_ASN_BASE + index if index < 1023 else BGP_ASN_BASE4 + index
+        raise KeyError(node)
 
     def routers(self) -> list[Node]:
         """The router nodes, in file order."""

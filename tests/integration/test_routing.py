@@ -136,3 +136,54 @@ def test_corridor_scenario_runs_green(run_root: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
     assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"
+
+
+# --- eBGP (no BFD) on the same ring ---------------------------------------------------------
+
+BGP_RING = RING.replace("routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}",
+                        "routing: {protocol: bgp, hold: 3s, keepalive: 1s}")
+#: BGP without BFD notices a cut when the hold timer expires: at most `hold` after the last
+#: keepalive that crossed the link; 2 s on top for the withdrawal and the kernel update
+BGP_HOLD_S = 3.0
+BGP_FAILOVER_DEADLINE_S = BGP_HOLD_S + 2.0
+#: on restore: the next connection attempt (connect retry time 2 s, or the error wait of 1..4 s
+#: after the hold-timer error), OPEN/KEEPALIVE exchange, then the updates
+BGP_REVERT_DEADLINE_S = 10.0
+
+
+def test_bgp_ring_converges_fails_over_and_reverts(make_testbed: Callable[..., Any]) -> None:
+    topology = parse_topology(BGP_RING, source="<bgp-ring>")
+    testbed = make_testbed(topology)
+    routing = testbed.routing
+    plan = testbed.network.addresses
+    assert routing.missing_routes() == {} and routing.sessions_down() == {}
+    assert testbed.convergence_s is not None and testbed.convergence_s < 30
+    print(f"BGP ring converged in {testbed.convergence_s:.2f} s")
+
+    sessions = routing.bgp_sessions("ra")
+    assert sorted((s["link"], s["info"].split()[0]) for s in sessions) == [("ra-rb", "Established"), ("ra-rc", "Established")]
+    assert routing.bfd_sessions("ra") == []
+    rd_loopback = str(plan.loopback4["rd"].network)
+    # both paths have an AS path of two hops: the lower router id (rb's) breaks the tie
+    assert any(r["prefix"] == rd_loopback and r["protocol"] == "bgp_ra_rb" and r["best"] for r in routing.routes("ra"))
+    route = routing.kernel_route("ra", rd_loopback)
+    assert route["protocol"] == 12 and route["dev"] == "rb"
+    assert route["gateway"] == str(plan.link4[("rb", "ra-rb")].ip)
+    ping = testbed.popen("left", ["ping", "-4", "-c", "3", "-i", "0.2", "-W", "2", "right"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = ping.communicate(timeout=20)[0].decode()
+    assert ping.returncode == 0, out
+
+    testbed.cut("ra-rb")
+    failover_s, route = _wait_for_dev(routing, "ra", rd_loopback, "rc", BGP_FAILOVER_DEADLINE_S)
+    assert route["gateway"] == str(plan.link4[("rc", "ra-rc")].ip)
+    print(f"BGP failover ra->rd: kernel route moved to rc {failover_s * 1000:.0f} ms after the cut")
+    # the hold timer, not anything faster, noticed the cut: BIRD jitters its timers by up to 25 %
+    assert failover_s > 0.75 * BGP_HOLD_S - 1.0
+    assert [s["info"].split()[0] for s in routing.bgp_sessions("ra") if s["link"] == "ra-rb"] != ["Established"]
+
+    time.sleep(1.0)
+    testbed.restore("ra-rb")
+    revert_s, route = _wait_for_dev(routing, "ra", rd_loopback, "rb", BGP_REVERT_DEADLINE_S)
+    assert route["gateway"] == str(plan.link4[("rb", "ra-rb")].ip)
+    print(f"BGP revert ra->rd: kernel route back on rb {revert_s * 1000:.0f} ms after the restore")

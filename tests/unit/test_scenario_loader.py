@@ -21,6 +21,7 @@ from emulator.scenario import loader
 from emulator.scenario.loader import load_scenario, load_topology, parse_scenario, parse_topology
 from emulator.scenario.scenario import (
     EVENT_METRICS,
+    ROUTING_METRICS,
     LINK_METRICS,
     TRAFFIC_KINDS,
     TRAFFIC_METRICS,
@@ -227,7 +228,7 @@ AS = BASE + TRAFFIC + "assertions:\n"  # the first assertion is on line 15
         # assertions
         (AS + "  - {metric: probe.owd_median, between: [1, 2]}\n", ["s.yaml:15: assertions[0].metric: unknown probe metric 'owd_median' in 'probe.owd_median' (did you mean 'owd_median_ms'? probe metrics: sent, received"]),
         (AS + "  - {metric: bulk.loss_pct, at_most: 1}\n", ["s.yaml:15: assertions[0].metric: unknown tcp metric 'loss_pct' in 'bulk.loss_pct'", "tcp metrics: throughput_mbps, retransmits, bytes"]),
-        (AS + "  - {metric: prob.loss_pct, at_most: 1}\n", ["s.yaml:15: assertions[0].metric: 'prob' in 'prob.loss_pct' is no traffic name, 'link' or 'events' (did you mean 'probe'? use: probe, bulk, link, events)"]),
+        (AS + "  - {metric: prob.loss_pct, at_most: 1}\n", ["s.yaml:15: assertions[0].metric: 'prob' in 'prob.loss_pct' is no traffic name, 'link', 'events' or 'routing' (did you mean 'probe'? use: probe, bulk, link, events, routing)"]),
         (AS + "  - {metric: link.aktau-sumgiat.a_to_b.drops_outage, at_least: 1}\n", ["s.yaml:15: assertions[0].metric: no link called 'aktau-sumgiat' in", "did you mean 'aktau-sumgait'?"]),
         (AS + "  - {metric: link.aktau-sumgait.both.drops_outage, at_least: 1}\n", ["s.yaml:15: assertions[0].metric: unknown direction 'both' in", "use: a_to_b, b_to_a"]),
         (AS + "  - {metric: link.aktau-sumgait.a_to_b.drops, at_least: 1}\n", ["s.yaml:15: assertions[0].metric: unknown link metric 'drops' in", "link metrics: rx_packets"]),
@@ -280,7 +281,7 @@ def test_schema_mirrors_the_loader_tables() -> None:
     assert defs["link"]["properties"]["preset"]["enum"] == list(PRESETS)
     assert defs["direction_params"]["properties"]["distribution"]["enum"] == list(DISTRIBUTIONS)
     described = defs["assertion"]["properties"]["metric"]["description"]
-    for name in {*LINK_METRICS, *EVENT_METRICS, *(m for ms in TRAFFIC_METRICS.values() for m in ms)}:
+    for name in {*LINK_METRICS, *EVENT_METRICS, *ROUTING_METRICS, *(m for ms in TRAFFIC_METRICS.values() for m in ms)}:
         assert re.search(rf"\b{name}\b", described), f"metric {name} is not in the schema's description"
     # every schema object describes itself for editors
     for name, definition in defs.items():
@@ -289,7 +290,8 @@ def test_schema_mirrors_the_loader_tables() -> None:
 
 def test_docs_name_every_field_and_metric() -> None:
     text = (ROOT / "docs" / "scenario.md").read_text(encoding="utf-8")
-    for name in (*loader.TOP_LEVEL, *loader.TRAFFIC_FIELDS, *loader.EVENT_FIELDS, *loader.ASSERTION_FIELDS, *LINK_METRICS, *EVENT_METRICS):
+    for name in (*loader.TOP_LEVEL, *loader.TRAFFIC_FIELDS, *loader.EVENT_FIELDS, *loader.ASSERTION_FIELDS, *LINK_METRICS, *EVENT_METRICS,
+                 *ROUTING_METRICS):
         assert re.search(rf"`{name}[`:]", text), name
     for metrics in TRAFFIC_METRICS.values():
         for name in metrics:

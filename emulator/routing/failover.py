@@ -1,0 +1,149 @@
+"""Failover metrics of a run: pure functions over recorded events (no system state).
+
+Each timeline event (a flap whole) is a *step* with a label (`cut1`,
+`restore1`, `flap1`, `set1`: its kind and number among that kind, in time
+order) and a window from the moment the engine applied it to the moment the
+next step was applied (or the run's end). Per step, with t = the step's time:
+
+- `detection_ms`: the first kernel route change, at any router, in the
+  window, minus t (the router next to the cut, once BFD/OSPF told BIRD);
+- `convergence_ms`: the last kernel route change, across all routers, in the
+  window, minus t;
+- `route_changes`: kernel route changes (adds, replacements, deletions) in
+  the window, summed over routers;
+- `outage_ms`: the probe stream's longest gap (as `longest_gap_ms`) among
+  gaps whose lost probes were sent in [t - LEAD_IN, window end);
+- `path_before`/`path_after`: the nodes the trace from the probe stream's
+  source to its target passed (source first), traced just before the step
+  and just before the next step (or the end); `path_changed` whether they differ;
+- `rtt_before_ms`/`rtt_after_ms`: the median RTT of that trace's echo pings;
+- `reverts_on_restore` (restore and flap): the path after is the path that
+  was in use before the link went down (a restore: before the last `cut` of
+  the same link; a flap: before the flap).
+
+A metric that could not be measured is None.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from emulator.routing.events import RouteEvent
+
+#: a cut also takes the probes already on their way: gaps starting this long before a step count
+LEAD_IN_NS = 100_000_000
+METRIC_PREFIX = "routing"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A timeline event as applied: `t_ns` when, `end_ns` where its window ends."""
+
+    label: str
+    kind: str
+    link: str
+    t_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One trace's result: node names (source first) and RTT samples, ms."""
+
+    path: list[str]
+    rtt_ms: list[float]
+    reached: bool = True
+
+
+def window_outage_ns(received: Sequence[tuple[int, int]], sent: int, interval_ns: int,
+                     start_ns: int, end_ns: int) -> int | None:
+    """The longest probe gap whose lost probes were sent within [start_ns - LEAD_IN_NS, end_ns).
+
+    `received`: (seq, send_ns) of each received probe's first copy. A gap
+    between received probes q0 < q1 (q1 - q0 > 1) lasts t1 - t0 - interval
+    and covers the send times (t0, t1); losses after the last received probe
+    count as (number lost) x interval from its send time. None without any
+    received probe.
+    """
+    by_seq = sorted(received)
+    if not by_seq:
+        return None
+    lo = start_ns - LEAD_IN_NS
+    gap = 0
+    for (q0, t0), (q1, t1) in zip(by_seq, by_seq[1:]):
+        if q1 - q0 > 1 and t0 + interval_ns < end_ns and t1 > lo:
+            gap = max(gap, t1 - t0 - interval_ns)
+    last_seq, last_t = by_seq[-1]
+    if sent - 1 > last_seq and last_t + interval_ns < end_ns:
+        gap = max(gap, (sent - 1 - last_seq) * interval_ns)
+    return gap
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def failover_metrics(
+    steps: Sequence[Step],
+    route_events: Sequence[RouteEvent],
+    *,
+    traces_before: dict[str, Trace | None] | None = None,
+    traces_after: dict[str, Trace | None] | None = None,
+    outages_ns: dict[str, int | None] | None = None,
+) -> dict[str, Any]:
+    """`routing.<label>.<metric>` for every step (see the module docstring)."""
+    traces_before = traces_before or {}
+    traces_after = traces_after or {}
+    outages_ns = outages_ns or {}
+    out: dict[str, Any] = {}
+    down_before: dict[str, Trace | None] = {}   # link -> the path before its last cut
+    for step in steps:
+        base = f"{METRIC_PREFIX}.{step.label}"
+        inside = [e.t_ns for e in route_events if step.t_ns <= e.t_ns < step.end_ns]
+        out[f"{base}.detection_ms"] = (min(inside) - step.t_ns) / 1e6 if inside else None
+        out[f"{base}.convergence_ms"] = (max(inside) - step.t_ns) / 1e6 if inside else None
+        out[f"{base}.route_changes"] = float(len(inside))
+        outage = outages_ns.get(step.label)
+        out[f"{base}.outage_ms"] = outage / 1e6 if outage is not None else None
+        before, after = traces_before.get(step.label), traces_after.get(step.label)
+        out[f"{base}.path_before"] = list(before.path) if before else None
+        out[f"{base}.path_after"] = list(after.path) if after else None
+        out[f"{base}.path_changed"] = (before.path != after.path) if before and after else None
+        out[f"{base}.rtt_before_ms"] = _median(before.rtt_ms) if before else None
+        out[f"{base}.rtt_after_ms"] = _median(after.rtt_ms) if after else None
+        if step.kind == "cut":
+            down_before[step.link] = before
+        if step.kind in ("restore", "flap"):
+            reference = before if step.kind == "flap" else down_before.get(step.link)
+            out[f"{base}.reverts_on_restore"] = (after.path == reference.path) if after and reference else None
+    return out
+
+
+def route_marks(steps: Sequence[Step], route_events: Sequence[RouteEvent]) -> list[tuple[int, str, int]]:
+    """Per step window and router, its first route change: (t_ns, router, changes in the window)."""
+    marks = []
+    for step in steps:
+        first: dict[str, list[int]] = {}
+        for e in route_events:
+            if step.t_ns <= e.t_ns < step.end_ns:
+                first.setdefault(e.router, []).append(e.t_ns)
+        marks += [(min(times), router, len(times)) for router, times in first.items()]
+    before = min((s.t_ns for s in steps), default=None)
+    if before is not None:   # changes before the first step (none expected once converged)
+        early: dict[str, list[int]] = {}
+        for e in route_events:
+            if e.t_ns < before:
+                early.setdefault(e.router, []).append(e.t_ns)
+        marks += [(min(times), router, len(times)) for router, times in early.items()]
+    return sorted(marks)
+
+
+def step_windows(applied: Sequence[tuple[str, str, str, int]], end_ns: int) -> list[Step]:
+    """Steps from (label, kind, link, applied t_ns) in time order: each window ends at the next step."""
+    steps = []
+    for i, (label, kind, link, t_ns) in enumerate(applied):
+        nxt = applied[i + 1][3] if i + 1 < len(applied) else end_ns
+        steps.append(Step(label, kind, link, t_ns, max(nxt, t_ns)))
+    return steps

@@ -1,0 +1,44 @@
+"""Failover measurement on the OSPF+BFD ring (tests/integration/test_routing.py): routing metrics of a run."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from emulator.scenario.loader import parse_scenario
+from tests.integration.conftest import requires_root
+from tests.integration.test_routing import RING, bird_skip_reason
+
+pytestmark = [pytest.mark.root, requires_root,
+              pytest.mark.skipif(bird_skip_reason() is not None, reason=bird_skip_reason() or "")]
+
+SCENARIO = RING + """\
+duration: 20s
+traffic:
+  probe: {kind: probe, from: left, to: right, rate: 500pps}
+timeline:
+  - {at: 6s, cut: ra-rb}
+  - {at: 12s, restore: ra-rb}
+assertions:
+  - {metric: routing.cut1.path_after, includes: rc}
+  - {metric: routing.restore1.reverts_on_restore, equals: true}
+"""
+
+
+def test_ring_cut_failover_metrics(make_testbed: Callable[..., Any]) -> None:
+    scenario = parse_scenario(SCENARIO, source="<ring>")
+    testbed = make_testbed(scenario)
+    report = testbed.run()
+    m = report.metrics
+    assert report.errors == []
+    assert m["routing.cut1.path_before"] == ["left", "ra", "rb", "rd", "right"]
+    assert m["routing.cut1.path_after"] == ["left", "ra", "rc", "rd", "right"]
+    assert m["routing.cut1.path_before"] != m["routing.cut1.path_after"]
+    assert 0 < m["routing.cut1.detection_ms"] <= m["routing.cut1.convergence_ms"] < 6000
+    assert m["routing.cut1.route_changes"] > 0
+    assert 0 < m["routing.cut1.outage_ms"] < 3000
+    assert m["routing.restore1.reverts_on_restore"] is True
+    assert 8 <= m["routing.cut1.rtt_before_ms"] < 10 and 40 <= m["routing.cut1.rtt_after_ms"] < 43
+    assert any(mark.kind == "route" for mark in report.marks)
+    assert report.passed, report.failed
