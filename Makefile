@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-# System tools the product and its integration tests drive.
+# System tools the product and its integration tests drive (a C compiler, venv
+# and the Python headers are added below when missing).
 APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 procps
 # Commands that prove the packages above are present (skip apt when they are).
 APT_PROBES   := ip ping ethtool iperf3 bird ps
@@ -16,12 +17,17 @@ PYTEST_ARGS ?=
 all: build
 
 system-deps:
-	@missing=""; for c in $(APT_PROBES); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@missing=""; pkgs="$(APT_PACKAGES)"; \
+	for c in $(APT_PROBES); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	command -v cc >/dev/null 2>&1 || { missing="$$missing cc"; pkgs="$$pkgs gcc"; }; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || { missing="$$missing venv"; pkgs="$$pkgs python3-venv"; }; \
+	$(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || { missing="$$missing Python.h"; pkgs="$$pkgs python3-dev"; }; \
 	if [ -n "$$missing" ]; then \
 	  echo "caspian: installing system packages (missing:$$missing)"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	fi
 	@# bird2's package enables a system-wide daemon; caspian starts its own per router.
 	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet bird 2>/dev/null; then systemctl disable --now bird >/dev/null 2>&1 || true; fi

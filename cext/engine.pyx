@@ -184,10 +184,6 @@ cdef class Engine:
         self._check_direction(direction)
         csp_store_int(&self.dirs[direction].outage, 1 if cut else 0)
 
-    def outage(self, int direction) -> bool:
-        self._check_direction(direction)
-        return bool(csp_load_int(&self.dirs[direction].outage))
-
     def run(self) -> None:
         """Forward until `stop()`. Blocks; the GIL is released for the whole loop."""
         if self.n_dirs == 0:
@@ -269,6 +265,7 @@ cdef class Engine:
             self.rx_msgs[i].msg_hdr.msg_iovlen = 1
             self.rx_msgs[i].msg_hdr.msg_name = &self.rx_addr[i]
             self.rx_msgs[i].msg_hdr.msg_control = &self.rx_control[i][0]
+            reset_rx_header(self, i)
             self.tx_msgs[i].msg_hdr.msg_iov = &self.tx_iov[i]
             self.tx_msgs[i].msg_hdr.msg_iovlen = 1
             self.tx_msgs[i].msg_hdr.msg_name = NULL
@@ -328,10 +325,8 @@ cdef void receive_batch(Engine e, int i) noexcept nogil:
     cdef Direction *d = &e.dirs[i]
     cdef int n, k
     cdef int64_t now
-    for k in range(e.batch):
-        e.rx_msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_ll)
-        e.rx_msgs[k].msg_hdr.msg_controllen = CONTROL_BYTES
-        e.rx_msgs[k].msg_hdr.msg_flags = 0
+    # The headers are ready (set in _prepare, reset below after each use:
+    # the kernel rewrites only the ones it filled).
     n = recvmmsg(e.io[i].rx_fd, e.rx_msgs, e.batch, MSG_DONTWAIT | MSG_TRUNC, NULL)
     if n <= 0:
         if n < 0 and errno != EAGAIN and errno != EINTR:
@@ -345,6 +340,14 @@ cdef void receive_batch(Engine e, int i) noexcept nogil:
         pipeline_admit(d, frame_timestamp(&e.rx_msgs[k], now),
                        e.rx_frames + <size_t>k * e.rx_stride,
                        <int32_t>e.rx_msgs[k].msg_len, e.io[i].max_frame)
+    for k in range(n):
+        reset_rx_header(e, k)
+
+
+cdef inline void reset_rx_header(Engine e, int k) noexcept nogil:
+    e.rx_msgs[k].msg_hdr.msg_namelen = sizeof(sockaddr_ll)
+    e.rx_msgs[k].msg_hdr.msg_controllen = CONTROL_BYTES
+    e.rx_msgs[k].msg_hdr.msg_flags = 0
 
 
 cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
@@ -387,6 +390,7 @@ cdef void engine_loop(Engine e) noexcept nogil:
     cdef int64_t now, deadline, next_release, wait
     cdef timespec timeout, nap
     cdef int64_t need
+    cdef bint forced
     cdef uint64_t want, drained
     while not csp_load_int(&e.stop_flag):
         if csp_load_int(&e.control_flag):
@@ -417,15 +421,13 @@ cdef void engine_loop(Engine e) noexcept nogil:
         # plus a wake-up guard; only after two windows without such a moment
         # is it forced.
         if now - e.window_start_ns >= e.max_spin_ns:
-            need = e.doze_ns - e.window_slept_ns
-            if now - e.window_start_ns >= 2 * e.max_spin_ns:
-                need += e.doze_ns      # forced after two windows: owe both naps
-            elif deadline >= 0 and deadline - now < need + DOZE_GUARD_NS:
-                need = -1              # no room before the next release: later
-            if need == 0 or (need < 0 and e.window_slept_ns >= e.doze_ns):
+            forced = now - e.window_start_ns >= 2 * e.max_spin_ns
+            # forced after two windows: owe both naps
+            need = e.doze_ns * (2 if forced else 1) - e.window_slept_ns
+            if need <= 0:
                 e.window_start_ns = now
                 e.window_slept_ns = 0
-            elif need > 0:
+            elif forced or deadline < 0 or deadline - now >= need + DOZE_GUARD_NS:
                 nap.tv_sec = need // 1000000000
                 nap.tv_nsec = need % 1000000000
                 nanosleep(&nap, NULL)

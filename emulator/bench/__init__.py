@@ -39,7 +39,9 @@ from emulator.model.presets import get_preset
 from emulator.network import kernel
 from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
-from emulator.scenario.topology import Link, LinkEnd, Node, Topology
+from emulator.scenario.topology import DEFAULT_MTU, Link, LinkEnd, Node, Topology
+from emulator.testbed import FRAME_OVERHEAD_BYTES
+from emulator.traffic.analysis import nearest_rank
 
 #: Ethernet preamble+SFD+IFG (20 B) + FCS (4 B): what a frame costs beyond its bytes
 L2_OVERHEAD_BYTES = 24
@@ -109,7 +111,7 @@ class Bench:
 
     def engine_up(self, params: LinkParams, options: EngineOptions | None = None) -> None:
         a, b = self.network.link_ends["bench"]
-        spec = LinkSpec("bench", "src", "dst", a, b, 1518, params, params, 1, 2)
+        spec = LinkSpec("bench", "src", "dst", a, b, DEFAULT_MTU + FRAME_OVERHEAD_BYTES, params, params, 1, 2)
         self.engine = EngineProcess(self.run, self.network.wire_netns, [spec], options or EngineOptions())
         self.engine.start()
 
@@ -218,11 +220,6 @@ class Bench:
             _log(f"teardown: {problem}")
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def delay_accuracy(bench: Bench) -> dict[str, Any]:
     """Added one-way delay vs configured, at 10 kpps and at 50 % of 1 Gbit/s."""
     configured = get_preset("aktau-sumgait").params().replace(loss=LinkParams().loss)
@@ -251,7 +248,7 @@ def delay_accuracy(bench: Bench) -> dict[str, Any]:
         out[name] = {
             "probes": len(errors),
             "error_median_us": statistics.median(errors) / 1e3 if errors else None,
-            "error_p99_us": _percentile(errors, 0.99) / 1e3 if errors else None,
+            "error_p99_us": nearest_rank(sorted(errors), 0.99) / 1e3 if errors else None,
             "error_max_us": max(errors) / 1e3 if errors else None,
             "error_min_us": min(errors) / 1e3 if errors else None,
             # the engine's own timing: how late releases left vs scheduled

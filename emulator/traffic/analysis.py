@@ -87,7 +87,8 @@ def _outside(t: int, windows: Sequence[tuple[int, int]]) -> bool:
     return all(not (start <= t < end) for start, end in windows)
 
 
-def _nearest_rank(sorted_values: Sequence[int], fraction: float) -> int:
+def nearest_rank(sorted_values: Sequence[Any], fraction: float) -> Any:
+    """The nearest-rank percentile: the ceil(fraction * n)-th smallest of sorted values."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
 
@@ -129,7 +130,7 @@ def analyze_probes(records: Any, sent: int, interval_ns: int, *,
     result["owd_max_ms"] = owds[-1] / 1e6
     result["owd_mean_ms"] = sum(owds) / len(owds) / 1e6
     result["owd_median_ms"] = statistics.median(owds) / 1e6
-    result["owd_p99_ms"] = _nearest_rank(owds, 0.99) / 1e6
+    result["owd_p99_ms"] = nearest_rank(owds, 0.99) / 1e6
 
     jitter = 0.0
     for (_, s0, r0), (_, s1, r1) in zip(first, first[1:]):

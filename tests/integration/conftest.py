@@ -143,3 +143,24 @@ def two_host_topology(link_words: str = "", *, name: str = "pair") -> Topology:
         f"links:\n  left-right:\n    ends: [left, right]{fields}\n"
     )
     return parse_topology(text, source=f"<{name}>")
+
+
+def wait_listening(testbed: Any, node: str, port: int, server: Any, timeout_s: float = 10) -> None:
+    """Wait until a TCP socket listens on `port` inside `node` (an iperf3 server's control port)."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited early with {server.returncode}")
+        check = testbed.popen(node, ["ss", "-Hltn", f"sport = :{port}"], stdout=subprocess.PIPE, text=True)
+        try:
+            out, _ = check.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            check.kill()
+            out, _ = check.communicate()
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} in {node} after {timeout_s} s")

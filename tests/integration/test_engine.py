@@ -30,7 +30,7 @@ from emulator.network import kernel
 from emulator.scenario.default import default_topology
 from emulator.scenario.paths import rtt_ns
 from emulator.traffic.ping import ping
-from tests.integration.conftest import requires_root, two_host_topology
+from tests.integration.conftest import requires_root, two_host_topology, wait_listening
 
 pytestmark = [pytest.mark.root, requires_root]
 
@@ -97,20 +97,6 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.communicate(timeout=10)
     except (subprocess.TimeoutExpired, ValueError):
         proc.wait(timeout=10)
-
-
-def wait_listening(testbed: Any, node: str, port: int, server: subprocess.Popen, timeout_s: float = 10) -> None:
-    """Wait until a TCP socket listens on `port` inside `node`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited early with {server.returncode}")
-        probe = testbed.popen(node, ["ss", "-Hltn", f"sport = :{port}"], stdout=subprocess.PIPE, text=True)
-        out, _ = probe.communicate(timeout=10)
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} in {node} after {timeout_s} s")
 
 
 def iperf3_pair(testbed: Any, client: str, server: str, extra: list[str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pytest
 from emulator.traffic.analysis import analyze_probes, estimate_send_times, probe_series
 from emulator.traffic.iperf import client_argv, parse_client_json, server_argv
 from emulator.traffic.probe import load_records, load_summary, receiver_argv, sender_argv
-from tests.integration.conftest import requires_root, two_host_topology
+from tests.integration.conftest import requires_root, two_host_topology, wait_listening
 
 pytestmark = [pytest.mark.root, requires_root]
 
@@ -173,20 +173,3 @@ def test_iperf3_udp_rate(make_testbed: Any) -> None:
     udp = iperf3_run(testbed, "udp", 5312, 10_000_000, 1200, 3)
     assert udp.metrics["throughput_mbps"] is not None and abs(udp.metrics["throughput_mbps"] - 10) <= 0.5
     assert udp.metrics["loss_pct"] is not None and udp.metrics["loss_pct"] < 1
-
-
-def wait_listening(testbed: Any, node: str, port: int, server: subprocess.Popen, timeout_s: float = 10) -> None:
-    """Wait until a TCP socket listens on `port` inside `node` (iperf3's control connection)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited early with {server.returncode}")
-        check = testbed.popen(node, ["ss", "-Hltn", f"sport = :{port}"], stdout=subprocess.PIPE, text=True)
-        try:
-            out, _ = check.communicate(timeout=10)
-        finally:
-            stop(check)
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} in {node} after {timeout_s} s")
