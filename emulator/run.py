@@ -34,6 +34,9 @@ GRACE_S = 1.0
 RECOVERY_NS = 1_000_000_000
 #: ... and how long before a cut (probes already on their way are lost too).
 LEAD_IN_NS = 100_000_000
+#: ... and, with dynamic routing, how long after the last route change the event caused
+#: (each router's FIB update lands within a few ms of its route message)
+ROUTE_SETTLE_NS = 200_000_000
 PROBE_BASE_PORT = 7000
 IPERF_BASE_PORT = 5201
 #: failover traces (dynamic routing): the path is traced this long before each step and before the end
@@ -216,8 +219,8 @@ class ScenarioRun:
                     _wait(proc, 10, f"{s.spec.name} {role}", self.errors, terminated=True)
         metrics: dict[str, Any] = {}
         series: dict[str, dict[str, list]] = {}
-        windows = self._event_windows()
         route_events = self.watcher.stop() if self.watcher is not None else []
+        windows = self._event_windows([e.t_ns for e in route_events])
         if self.watcher is not None:
             self.errors.extend(self.watcher.errors)
         traces = self._collect_traces()
@@ -311,14 +314,12 @@ class ScenarioRun:
                 proc.kill()
                 proc.wait(timeout=2)
 
-    def _event_windows(self) -> list[tuple[int, int]]:
-        windows = []
-        for spans in self.cut_windows.values():
-            for start, end in spans:
-                # A cut also takes the probes sent up to one path delay before it.
-                windows.append((start - LEAD_IN_NS,
-                                (end if end > 0 else self.t0_ns + self.scenario.duration_ns) + RECOVERY_NS))
-        return windows
+    def _event_windows(self, route_changes_ns: list[int]) -> list[tuple[int, int]]:
+        end_of_run = self.t0_ns + self.scenario.duration_ns
+        spans = [(start, end if end > 0 else end_of_run) for spans in self.cut_windows.values()
+                 for start, end in spans]
+        return analysis.disturbance_windows(spans, route_changes_ns, lead_in_ns=LEAD_IN_NS,
+                                            recovery_ns=RECOVERY_NS, settle_ns=ROUTE_SETTLE_NS)
 
     def cut_total_ms(self) -> float:
         total = 0

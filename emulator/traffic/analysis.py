@@ -87,6 +87,31 @@ def _outside(t: int, windows: Sequence[tuple[int, int]]) -> bool:
     return all(not (start <= t < end) for start, end in windows)
 
 
+def disturbance_windows(spans: Sequence[tuple[int, int]], route_changes_ns: Sequence[int], *,
+                        lead_in_ns: int, recovery_ns: int, settle_ns: int) -> list[tuple[int, int]]:
+    """The windows `loss_outside_events_pct` leaves out: one per outage span (start, end).
+
+    A window starts `lead_in_ns` before the span (probes already on their way
+    die at the cut) and ends `recovery_ns` after it, or, with dynamic routing,
+    `settle_ns` after the last kernel route change that follows the span's
+    start and precedes the next span's start, if that is later: a route that
+    swings back to the restored link only after the routing protocol's own
+    timers (an SPF tick, MinLSInterval) may lose probes to a transient loop,
+    and that loss is the event's doing, not the links'.
+    """
+    starts = sorted(start for start, _ in spans)
+    windows = []
+    for start, end in spans:
+        later = [s for s in starts if s > start]
+        horizon = later[0] if later else None
+        caused = [t for t in route_changes_ns if t >= start and (horizon is None or t < horizon)]
+        stop = end + recovery_ns
+        if caused:
+            stop = max(stop, max(caused) + settle_ns)
+        windows.append((start - lead_in_ns, stop))
+    return windows
+
+
 def nearest_rank(sorted_values: Sequence[Any], fraction: float) -> Any:
     """The nearest-rank percentile: the ceil(fraction * n)-th smallest of sorted values."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))

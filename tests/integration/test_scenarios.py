@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import time
 import os
 import subprocess
@@ -26,11 +27,23 @@ def _caspian(run_root: str, *args: str, timeout: float = 240) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def _failed_assertions(report_dir: Path) -> str:
+    """The report's false assertions and errors, one line each (the console tables are long)."""
+    try:
+        report = json.loads((report_dir / "report.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"(no report.json: {exc})"
+    lines = [f"line {a['line']}: {a['metric']} {a['bound']}: measured {a['measured']}"
+             for a in report["assertions"] if not a["passed"]]
+    return "; ".join(lines + report.get("errors", [])) or "(every assertion held)"
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[os.path.basename(p) for p in SCENARIOS])
 def test_shipped_scenario_runs_green(path: str, run_root: str, tmp_path: Path) -> None:
     report_dir = tmp_path / "report"
     done = _caspian(run_root, "run", path, "--report", str(report_dir))
-    assert done.returncode == 0, f"{os.path.basename(path)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, f"{os.path.basename(path)} failed: {_failed_assertions(report_dir)}\n" \
+                                 f"{done.stderr[-2000:]}\n{done.stdout[-3000:]}"
     for name in ("report.json", "junit.xml", "delay.png"):
         assert (report_dir / name).stat().st_size > 0
     assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"

@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 
 from emulator.scenario.scenario import TRAFFIC_METRICS
+from emulator.traffic import analysis
 from emulator.traffic.analysis import analyze_probes, estimate_send_times, probe_series
 from emulator.traffic.probe import (
     ProbeRecords,
@@ -183,3 +184,30 @@ def test_udp_checksum_matches_scapy() -> None:
         assert udp_checksum(src, dst, udp, six) == expected
     raw, offset = build_template("::1", "::1", 7, 7, 16, ipv6=True)
     assert offset == 8 and len(raw) == 24  # UDP header + payload: the kernel adds IPv6 and the checksum
+
+
+# -- disturbance windows -------------------------------------------------------
+
+S = 1_000_000_000
+WINDOW = dict(lead_in_ns=100_000_000, recovery_ns=S, settle_ns=200_000_000)
+
+
+def test_window_is_the_span_padded_without_route_changes() -> None:
+    assert analysis.disturbance_windows([(8 * S, 10 * S)], [], **WINDOW) == [(8 * S - WINDOW["lead_in_ns"], 11 * S)]
+
+
+def test_a_late_route_change_extends_its_window_but_not_past_the_next_cut() -> None:
+    # flap: down 8-10 s and 12-14 s; routes swing back at 12.5 s (inside the
+    # second span) and at 15.4 s (after the second restore, before nothing)
+    spans = [(8 * S, 10 * S), (12 * S, 14 * S)]
+    changes = [int(9.4 * S), int(12.5 * S), int(15.4 * S)]
+    first, second = analysis.disturbance_windows(spans, changes, **WINDOW)
+    assert first == (8 * S - WINDOW["lead_in_ns"], 11 * S)          # 9.4 s is earlier than 10 s + 1 s
+    assert second == (12 * S - WINDOW["lead_in_ns"], int(15.4 * S) + WINDOW["settle_ns"])
+
+
+def test_route_changes_before_a_span_do_not_count_for_it() -> None:
+    windows = analysis.disturbance_windows([(8 * S, 10 * S)], [int(3 * S), int(30 * S)], **WINDOW)
+    assert windows == [(8 * S - WINDOW["lead_in_ns"], 30 * S + WINDOW["settle_ns"])]
+    windows = analysis.disturbance_windows([(8 * S, 10 * S)], [int(3 * S)], **WINDOW)
+    assert windows == [(8 * S - WINDOW["lead_in_ns"], 11 * S)]
