@@ -295,9 +295,19 @@ class ScenarioRun:
         for t_ns, router, count in failover.route_marks(steps, route_events):
             self.marks.append(TimelineMark((t_ns - self.t0_ns) / 1e9, "route", router,
                                            f"{count} route change{'s' if count != 1 else ''}"))
+        try:
+            state_events = self.testbed.routing.state_events()
+        except OSError as exc:
+            self.errors.append(f"routing daemon logs: {exc}")
+            state_events = []
+        for step in steps:   # the detection, as a mark of its protocol
+            detected = failover.first_state_change(step, state_events)
+            if detected is not None:
+                self.marks.append(TimelineMark((detected.t_ns - self.t0_ns) / 1e9, detected.kind, detected.router,
+                                               failover.describe(detected)))
         self.marks.sort(key=lambda m: m.t_s)
         return failover.failover_metrics(steps, route_events, traces_before=before, traces_after=after,
-                                         outages_ns=outages)
+                                         outages_ns=outages, state_events=state_events)
 
     def abort(self) -> None:
         """Stop every process this run started, at once (by PID; teardown would too)."""

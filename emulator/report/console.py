@@ -66,7 +66,7 @@ def stream_table(report: Report) -> Table | None:
 
 #: the columns of the failover table: (routing metric, heading)
 FAILOVER_COLUMNS = (
-    ("detection_ms", "detect ms"), ("convergence_ms", "converge ms"), ("outage_ms", "outage ms"),
+    ("detection_ms", "detect ms"), ("detected_by", "detected by"), ("convergence_ms", "converge ms"), ("outage_ms", "outage ms"),
     ("route_changes", "routes"), ("rtt_before_ms", "rtt before"), ("rtt_after_ms", "rtt after"),
     ("path_after", "path after"), ("reverts_on_restore", "reverts"),
 )

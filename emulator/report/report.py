@@ -38,6 +38,8 @@ def format_value(value: MetricValue) -> str:
         return "n/a"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return value
     if isinstance(value, (list, tuple)):
         return " > ".join(str(v) for v in value) if value else "(empty)"
     if isinstance(value, float) and not math.isfinite(value):
@@ -72,8 +74,8 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def _metric_json(value: MetricValue) -> Any:
-    """A metric for JSON: booleans and paths (lists of node names) as such, numbers finite or None."""
-    if isinstance(value, bool):
+    """A metric for JSON: booleans, texts and paths (lists of node names) as such, numbers finite or None."""
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
@@ -170,7 +172,7 @@ class Report:
     wall_s: float                 # the whole run: build, traffic, teardown
     versions: dict[str, str]      # caspian, python, kernel, iperf3 ...
     #: flat: "probe.owd_median_ms" -> value (None = not measured); failover metrics
-    #: (`routing.<step>.<metric>`) may be a path (list of node names) or a boolean
+    #: (`routing.<step>.<metric>`) may be a path (list of node names), a boolean or a text (`detected_by`)
     metrics: dict[str, MetricValue]
     assertions: list[AssertionResult]
     marks: list[TimelineMark]

@@ -53,6 +53,8 @@ from emulator.scenario.topology import RoutingConfig, Topology
 OSPF_TICK_S = 1
 #: kernel and device scan period, seconds
 SCAN_TIME_S = 1
+#: what BIRD logs of its protocols: state changes and protocol events (neighbour and session states)
+DEBUG = "states, events"
 #: BGP: seconds before the first connection attempt, between attempts, and after an error (min, max)
 BGP_CONNECT_DELAY_S = 1
 BGP_CONNECT_RETRY_S = 2
@@ -134,7 +136,9 @@ def bird_config(
         "# Do not edit: it is rewritten at every start.",
     ]
     if log_file:
-        out.append(f"log {_quote(log_file)} all;")
+        # millisecond stamps and protocol state changes: the failover report's
+        # detection time is the first BFD/OSPF/BGP state change after a cut
+        out += [f"log {_quote(log_file)} all;", 'timeformat log "%F %T.%3f";']
     out += [
         f"router id {loopback.ip};",
         "",
@@ -167,6 +171,7 @@ def bird_config(
         out += [
             "",
             "protocol bfd {",
+            f"  debug {{ {DEBUG} }};",
             f"  interface {names} {{",
             f"    min rx interval {_duration(routing.bfd.interval_ns)};",
             f"    min tx interval {_duration(routing.bfd.interval_ns)};",
@@ -194,6 +199,7 @@ def bird_config(
     out += [
         "",
         "protocol ospf v2 ospf4 {",
+        f"  debug {{ {DEBUG} }};",
         "  ecmp no;",
         f"  tick {OSPF_TICK_S};",
         "  ipv4 {",
@@ -232,6 +238,7 @@ def _bgp_session(topology: Topology, plan: AddressPlan, node: str, peer: str, li
         "",
         f"protocol bgp {_bgp_name(link.name)} {{  # link {link.name} to {peer}",
         f'  description "link {link.name} to {peer}";',
+        f"  debug {{ {DEBUG} }};",
         f"  local {plan.link4[(node, link.name)].ip} as {asn};",
         f"  neighbor {plan.link4[(peer, link.name)].ip} as {peer_asn};",
         f"  interface {_quote(ifname)};",

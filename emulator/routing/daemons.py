@@ -34,6 +34,7 @@ from pyroute2 import IPRoute
 from emulator.errors import EnvironmentProblem, TestbedError
 from emulator.network import kernel
 from emulator.routing.bird import bgp_protocol_names, bird_config
+from emulator.routing.events import StateEvent, bird_log_events
 
 #: Linux sun_path holds 108 bytes including the terminating NUL
 MAX_SOCKET_PATH = 107
@@ -256,6 +257,17 @@ class BirdDaemons:
         deadline = time.monotonic() + timeout_s
         for node in self.routers:
             self._wait_ready(node, deadline)
+
+    def state_events(self) -> list[StateEvent]:
+        """Every router's logged BFD/OSPF/BGP state changes so far, in time order."""
+        events: list[StateEvent] = []
+        for node in self.routers:
+            try:
+                with open(self.paths(node)["log"], errors="replace") as fh:
+                    events += bird_log_events(fh.read(), node)
+            except FileNotFoundError:
+                continue   # a daemon that never started writes no log
+        return sorted(events, key=lambda e: e.t_ns)
 
     def _stderr(self, node: str) -> str:
         try:

@@ -57,7 +57,12 @@ class RouteEvent:
 
 @dataclass(frozen=True)
 class StateEvent:
-    """A protocol state change a daemon logged: kind "bfd" or "ospf", `state` e.g. "down"."""
+    """A protocol state change a daemon logged.
+
+    `kind` "bfd" (peer: the session's address), "ospf" (peer: the neighbour's
+    router id) or "bgp" (peer: BIRD's protocol name); `state` the new state,
+    lower case ("down", "full", "up", "established", "stop" ...).
+    """
 
     t_ns: int
     router: str
@@ -153,16 +158,23 @@ class RouteWatcher:
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) <(\w+)> (.*)$")
 _BFD_STATE = re.compile(r"Session to (\S+) (?:on \S+ )?(?:changed state from \S+ to|is) (\w+)", re.I)
 _OSPF_STATE = re.compile(r"Neighbor (\S+) on (\S+) changed state from \S+ to (\S+)", re.I)
+#: a BGP protocol's state (BIRD names the testbed's sessions bgp_<link>)
+_BGP_STATE = re.compile(r"^(bgp_\w+): State changed to (\w+)", re.I)
 
 
 def _log_time_ns(stamp: str) -> int:
     """A BIRD log time stamp (local time, `%F %T.%3f`) as CLOCK_REALTIME ns."""
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in stamp else "%Y-%m-%d %H:%M:%S"
-    return int(round(datetime.strptime(stamp, fmt).timestamp() * 1e9))
+    when = datetime.strptime(stamp, fmt)
+    # whole seconds through the float timestamp, the fraction exactly (a float of ns would round)
+    return int(when.replace(microsecond=0).timestamp()) * 1_000_000_000 + when.microsecond * 1000
 
 
 def bird_log_events(text: str, router: str) -> list[StateEvent]:
-    """BFD session and OSPF neighbour state changes in a BIRD log (lines as BIRD writes them)."""
+    """BFD session, OSPF neighbour and BGP session state changes in a BIRD log (lines as BIRD writes them).
+
+    BIRD writes them with `debug { states, events }` (emulator.routing.bird).
+    """
     found = []
     for line in text.splitlines():
         match = _LOG_LINE.match(line.strip())
@@ -176,4 +188,8 @@ def bird_log_events(text: str, router: str) -> list[StateEvent]:
         ospf = _OSPF_STATE.search(message)
         if ospf:
             found.append(StateEvent(_log_time_ns(stamp), router, "ospf", ospf.group(1), ospf.group(3).lower()))
+            continue
+        bgp = _BGP_STATE.search(message)
+        if bgp:
+            found.append(StateEvent(_log_time_ns(stamp), router, "bgp", bgp.group(1), bgp.group(2).lower()))
     return found

@@ -5,8 +5,13 @@ Each timeline event (a flap whole) is a *step* with a label (`cut1`,
 order) and a window from the moment the engine applied it to the moment the
 next step was applied (or the run's end). Per step, with t = the step's time:
 
-- `detection_ms`: the first kernel route change, at any router, in the
-  window, minus t (the router next to the cut, once BFD/OSPF told BIRD);
+- `detection_ms`: the first protocol state change a routing daemon logged,
+  at any router, in the window, minus t: a BFD session or OSPF neighbour
+  leaving Up/Full after a cut (or coming up after a restore), a BGP session
+  changing state; BIRD stamps its log in milliseconds, so this is up to
+  1 ms early; `detected_by` names it ("bfd sumgait 198.18.0.9 down");
+- `first_route_ms`: the first kernel route change, at any router, in the
+  window, minus t (the first router to act on the detection);
 - `convergence_ms`: the last kernel route change, across all routers, in the
   window, minus t;
 - `route_changes`: kernel route changes (adds, replacements, deletions) in
@@ -30,7 +35,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from emulator.routing.events import RouteEvent
+from emulator.routing.events import RouteEvent, StateEvent
 
 #: a cut also takes the probes already on their way: gaps starting this long before a step count
 LEAD_IN_NS = 100_000_000
@@ -92,6 +97,7 @@ def failover_metrics(
     traces_before: dict[str, Trace | None] | None = None,
     traces_after: dict[str, Trace | None] | None = None,
     outages_ns: dict[str, int | None] | None = None,
+    state_events: Sequence[StateEvent] = (),
 ) -> dict[str, Any]:
     """`routing.<label>.<metric>` for every step (see the module docstring)."""
     traces_before = traces_before or {}
@@ -102,7 +108,10 @@ def failover_metrics(
     for step in steps:
         base = f"{METRIC_PREFIX}.{step.label}"
         inside = [e.t_ns for e in route_events if step.t_ns <= e.t_ns < step.end_ns]
-        out[f"{base}.detection_ms"] = (min(inside) - step.t_ns) / 1e6 if inside else None
+        detected = first_state_change(step, state_events)
+        out[f"{base}.detection_ms"] = (detected.t_ns - step.t_ns) / 1e6 if detected else None
+        out[f"{base}.detected_by"] = describe(detected) if detected else None
+        out[f"{base}.first_route_ms"] = (min(inside) - step.t_ns) / 1e6 if inside else None
         out[f"{base}.convergence_ms"] = (max(inside) - step.t_ns) / 1e6 if inside else None
         out[f"{base}.route_changes"] = float(len(inside))
         outage = outages_ns.get(step.label)
@@ -119,6 +128,17 @@ def failover_metrics(
             reference = before if step.kind == "flap" else down_before.get(step.link)
             out[f"{base}.reverts_on_restore"] = (after.path == reference.path) if after and reference else None
     return out
+
+
+def first_state_change(step: Step, state_events: Sequence[StateEvent]) -> StateEvent | None:
+    """The earliest logged protocol state change in the step's window, if any."""
+    inside = [e for e in state_events if step.t_ns <= e.t_ns < step.end_ns]
+    return min(inside, key=lambda e: e.t_ns) if inside else None
+
+
+def describe(event: StateEvent) -> str:
+    """"bfd sumgait 198.18.0.9 down": protocol, router, peer, new state."""
+    return f"{event.kind} {event.router} {event.peer} {event.state}"
 
 
 def route_marks(steps: Sequence[Step], route_events: Sequence[RouteEvent]) -> list[tuple[int, str, int]]:

@@ -34,7 +34,7 @@ EVENT_METRICS = ("cut_total_ms",)
 #: <step> is the event's kind and its number among the events of that kind in time order
 #: (cut1, restore1, set1, flap1 ...). Value kinds: "number", "path" (node names), "bool".
 ROUTING_METRICS: dict[str, str] = {
-    "detection_ms": "number", "convergence_ms": "number", "route_changes": "number", "outage_ms": "number",
+    "detection_ms": "number", "first_route_ms": "number", "convergence_ms": "number", "route_changes": "number", "outage_ms": "number",
     "rtt_before_ms": "number", "rtt_after_ms": "number",
     "path_before": "path", "path_after": "path", "path_changed": "bool", "reverts_on_restore": "bool",
 }

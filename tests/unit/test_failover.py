@@ -6,7 +6,7 @@ import pytest
 
 from emulator.errors import ScenarioError
 from emulator.report.report import AssertionResult, Report, format_value
-from emulator.routing.events import RouteEvent
+from emulator.routing.events import RouteEvent, StateEvent, bird_log_events
 from emulator.routing.failover import Trace, failover_metrics, route_marks, step_windows, window_outage_ns
 from emulator.routing.trace import hops_from_answers, hops_to_nodes
 from emulator.scenario.loader import parse_scenario
@@ -35,7 +35,8 @@ def test_failover_metrics_exact() -> None:
     m = failover_metrics(STEPS, EVENTS, traces_before={"cut1": VIA_B, "restore1": VIA_C},
                          traces_after={"cut1": VIA_C, "restore1": VIA_B},
                          outages_ns={"cut1": 1_522 * MS, "restore1": 36 * MS})
-    assert m["routing.cut1.detection_ms"] == 800.0
+    assert m["routing.cut1.first_route_ms"] == 800.0
+    assert m["routing.cut1.detection_ms"] is None   # no daemon log given
     assert m["routing.cut1.convergence_ms"] == 1300.0
     assert m["routing.cut1.route_changes"] == 3.0
     assert m["routing.cut1.outage_ms"] == 1522.0
@@ -44,11 +45,11 @@ def test_failover_metrics_exact() -> None:
     assert m["routing.cut1.rtt_before_ms"] == 8.6 and m["routing.cut1.rtt_after_ms"] == 40.5
     assert "routing.cut1.reverts_on_restore" not in m
     # the restore: the route change 10 s after the end of its window is not counted
-    assert m["routing.restore1.detection_ms"] == 5100.0
+    assert m["routing.restore1.first_route_ms"] == 5100.0
     assert m["routing.restore1.convergence_ms"] == 5200.0
     assert m["routing.restore1.route_changes"] == 2.0
     assert m["routing.restore1.reverts_on_restore"] is True
-    assert m["routing.cut1.detection_ms"] <= m["routing.cut1.convergence_ms"]
+    assert m["routing.cut1.first_route_ms"] <= m["routing.cut1.convergence_ms"]
 
 
 def test_failover_metrics_missing_data_is_none() -> None:
@@ -160,3 +161,39 @@ def test_report_carries_paths_and_booleans() -> None:
     assert data["assertions"][0]["measured"] == path
     back = Report.from_dict(data)
     assert back.metrics["routing.cut1.path_after"] == path and back.streams() == []
+
+
+# -- detection from the daemons' logs -------------------------------------------
+
+BIRD_LOG = """\
+2026-11-25 11:52:57.156 <TRACE> bfd1: Session to 198.18.0.26 changed state from Init to Up
+2026-11-25 11:52:57.398 <TRACE> ospf4: Neighbor 198.19.0.3 on rb changed state from Loading to Full
+2026-11-25 11:53:02.485 <TRACE> ospf4: Updating router state for area 0.0.0.0
+2026-11-25 11:53:09.165 <TRACE> bfd1: Session to 198.18.0.10 expired
+2026-11-25 11:53:09.165 <TRACE> bfd1: Session to 198.18.0.10 changed state from Up to Down
+2026-11-25 11:53:09.165 <TRACE> ospf4: BFD session down for nbr 198.19.0.3 on rb
+2026-11-25 11:53:09.166 <TRACE> ospf4: Neighbor 198.19.0.3 on rb changed state from Full to Down
+2026-11-25 11:53:10.001 <TRACE> bgp_ra_rb: State changed to stop
+"""
+
+
+def test_bird_log_events_reads_bfd_ospf_and_bgp_state_changes() -> None:
+    events = bird_log_events(BIRD_LOG, "ra")
+    assert [(e.kind, e.peer, e.state) for e in events] == [
+        ("bfd", "198.18.0.26", "up"), ("ospf", "198.19.0.3", "full"), ("bfd", "198.18.0.10", "down"),
+        ("ospf", "198.19.0.3", "down"), ("bgp", "bgp_ra_rb", "stop")]
+    assert all(e.router == "ra" for e in events)
+    # millisecond stamps, local time, as CLOCK_REALTIME ns
+    assert events[3].t_ns - events[2].t_ns == 1 * MS
+
+
+def test_detection_is_the_first_logged_state_change_after_the_step() -> None:
+    state = [StateEvent(10 * S - 500 * MS, "ra", "ospf", "198.19.0.3", "full"),   # before: not this step's
+             StateEvent(10 * S + 300 * MS, "rb", "bfd", "198.18.0.9", "down"),
+             StateEvent(10 * S + 301 * MS, "ra", "bfd", "198.18.0.10", "down"),
+             StateEvent(20 * S + 1400 * MS, "ra", "ospf", "198.19.0.3", "init")]
+    m = failover_metrics(STEPS, EVENTS, state_events=state)
+    assert m["routing.cut1.detection_ms"] == 300.0
+    assert m["routing.cut1.detected_by"] == "bfd rb 198.18.0.9 down"
+    assert m["routing.restore1.detection_ms"] == 1400.0
+    assert m["routing.cut1.detection_ms"] < m["routing.cut1.first_route_ms"]
