@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-# System tools the product and its integration tests drive (a C compiler, venv
+# System tools the product and its integration tests drive (BIRD 2 and FRR are the
+# two routing daemon choices; a C compiler, venv
 # and the Python headers are added below when missing).
-APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 procps
+APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 frr procps
 # Commands that prove the packages above are present (skip apt when they are).
-APT_PROBES   := ip ping ethtool iperf3 bird ps
+APT_PROBES   := ip ping ethtool iperf3 bird vtysh ps
 PYTEST_ARGS ?=
 
 .PHONY: all deps system-deps venv build debug run test unit integration bench clean

@@ -83,14 +83,15 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_FAILED
 
 
-def _with_bird_socket(testbed: Any, node: str, argv: list[str]) -> list[str]:
-    """`birdc ...` in a router that runs BIRD: add `-s SOCKET` (its control socket) unless given."""
-    if os.path.basename(argv[0]) != "birdc" or "-s" in argv[1:]:
-        return argv
-    sockets = (testbed.state.get_meta("routing") or {}).get("sockets", {})
-    if node not in sockets:
-        return argv
-    return [argv[0], "-s", sockets[node], *argv[1:]]
+def _with_daemon_socket(testbed: Any, node: str, argv: list[str]) -> list[str]:
+    """`birdc ...` / `vtysh ...` in a router that runs BIRD / FRR: add its control socket unless given."""
+    routing = testbed.state.get_meta("routing") or {}
+    command = os.path.basename(argv[0])
+    if command == "birdc" and "-s" not in argv[1:] and node in routing.get("sockets", {}):
+        return [argv[0], "-s", routing["sockets"][node], *argv[1:]]
+    if command == "vtysh" and "--vty_socket" not in argv[1:] and node in routing.get("vty", {}):
+        return [argv[0], "--vty_socket", routing["vty"][node], *argv[1:]]
+    return argv
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -103,7 +104,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise InputError("no command given", fix="write it after --, e.g. caspian exec europe -- ping asia")
     testbed = Testbed.attach(find_run(args.run, args.state_root))
-    argv = _with_bird_socket(testbed, args.node, argv)
+    argv = _with_daemon_socket(testbed, args.node, argv)
     keep_off_engine_cpu(os.getpid(), EngineOptions())  # inherited by what we exec
     exec_in_node(testbed.node_netns(args.node), argv, testbed.hosts_file)
     return EXIT_FAILED  # not reached: exec replaces this process

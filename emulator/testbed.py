@@ -68,7 +68,8 @@ class Testbed:
         self.engine: EngineClient | None = None
         self.engine_pid: int | None = None
         self._engine_process: EngineProcess | None = None
-        #: emulator.routing.daemons.BirdDaemons when routing runs in daemons, else None
+        #: emulator.routing.daemons.BirdDaemons or emulator.routing.frr_daemons.FrrDaemons
+        #: when routing runs in daemons, else None
         self.routing: Any = None
         #: seconds the routing took to converge at start (None for static routing)
         self.convergence_s: float | None = None
@@ -80,9 +81,9 @@ class Testbed:
         from emulator.network.testbed import Network
 
         if self.topology.dynamic_routing:
-            from emulator.routing.daemons import bird_binaries
+            from emulator.routing.daemons import check_binaries
 
-            bird_binaries()  # EnvironmentProblem before anything is made
+            check_binaries(self.topology)  # EnvironmentProblem before anything is made
         self.state = RunState.create(self.state_root)
         try:
             self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask())
@@ -158,10 +159,10 @@ class Testbed:
         self.engine_pid = self._engine_process.pid
 
     def _start_routing(self) -> None:
-        """Start a BIRD per router (the engine forwards their packets) and wait for convergence."""
-        from emulator.routing.daemons import BirdDaemons
+        """Start the routing daemons in every router (the engine forwards their packets) and wait for convergence."""
+        from emulator.routing.daemons import routing_daemons
 
-        self.routing = BirdDaemons(self.network)
+        self.routing = routing_daemons(self.network)
         self.routing.start()
         for proc in self.routing.processes.values():
             keep_off_engine_cpu(proc.pid, self.engine_options)

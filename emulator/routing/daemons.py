@@ -202,16 +202,140 @@ def _kernel_prefixes(ipr: IPRoute) -> set[str]:
 # The daemons of one network
 
 
-class BirdDaemons:
-    """The BIRD daemons of a built `Network` whose topology asks for OSPF."""
+class RoutingDaemons:
+    """What every daemon family shares: the routers, their processes, convergence and the kernel's view.
+
+    A subclass starts the daemons (`start`), says how to tell a dead one
+    (`_exited`), which sessions are not up yet (`sessions_down`) and what
+    its logs say (`state_events`).
+    """
+
+    #: the daemon family's name in messages and the run's meta ("bird", "frr")
+    name = ""
 
     def __init__(self, network: Any) -> None:
         self.network = network
         self.topology = network.topology
-        self.dir = os.path.join(network.run.dir, "bird")
+        self.dir = os.path.join(network.run.dir, self.name)
         self.routers = [node.name for node in self.topology.routers()]
-        self.sockets = {node: os.path.join(self.dir, f"{node}.ctl") for node in self.routers}
+        #: every daemon process started, by "ROUTER" (BIRD) or "ROUTER DAEMON" (FRR)
         self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, *, timeout_s: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def state_events(self) -> list[StateEvent]:
+        """Every router's logged protocol state changes so far, in time order."""
+        raise NotImplementedError
+
+    def sessions_down(self) -> dict[str, list[str]]:
+        """{router: [links whose session is not up]} (empty = all up; only BGP has such sessions)."""
+        return {}
+
+    def bfd_sessions(self, node: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def bfd_down(self) -> dict[str, list[str]]:
+        """{router: [BFD peers not Up]} (empty = every router-to-router link has its session Up, or no BFD).
+
+        A cut before BFD is up would be found by the dead or hold timer
+        instead: convergence waits for BFD too.
+        """
+        if self.topology.routing.bfd is None:
+            return {}
+        roles = {n.name: n.role for n in self.topology.nodes}
+        plan = self.network.addresses
+        down: dict[str, list[str]] = {}
+        for node in self.routers:
+            up = {s["address"] for s in self.bfd_sessions(node) if s["state"] == "Up"}
+            for link in self.topology.links_of(node):
+                peer = link.b.node if link.a.node == node else link.a.node
+                if roles[peer] == "router" and str(plan.link4[(peer, link.name)].ip) not in up:
+                    down.setdefault(node, []).append(f"BFD to {peer}")
+        return down
+
+    def _exited(self) -> str | None:
+        """A message naming a daemon that has exited, or None while all run."""
+        for key, proc in self.processes.items():
+            if proc.poll() is not None:
+                return f"{self.name} {key} exited with {proc.returncode}: {self._stderr(key.split()[0])}"
+        return None
+
+    def _stderr(self, node: str) -> str:
+        return "(no output)"
+
+    def missing_routes(self) -> dict[str, list[str]]:
+        """{router: [other nodes whose loopback /32 is not in its kernel table]} (empty = converged)."""
+        plan = self.network.addresses
+        missing: dict[str, list[str]] = {}
+        for node in self.routers:
+            with kernel.in_netns(self.network.node_netns(node)):
+                ipr = IPRoute()
+            try:
+                have = _kernel_prefixes(ipr)
+            finally:
+                ipr.close()
+            lacking = [other.name for other in self.topology.nodes
+                       if other.name != node and str(plan.loopback4[other.name].network) not in have]
+            if lacking:
+                missing[node] = lacking
+        return missing
+
+    def wait_converged(self, *, timeout_s: float = 30.0) -> float:
+        """Wait until every router has a kernel route to every other node's loopback; seconds it took.
+
+        With BGP, also until every session is Established; with BFD, until
+        every BFD session is Up. TestbedError after
+        `timeout_s`, naming which router lacks which routes (or sessions).
+        """
+        start = time.monotonic()
+        while True:
+            missing = self.missing_routes()
+            down = {} if missing else (self.sessions_down() or self.bfd_down())
+            if not missing and not down:
+                return time.monotonic() - start
+            exited = self._exited()
+            if exited:
+                raise TestbedError(exited)
+            if time.monotonic() - start > timeout_s:
+                detail = "; ".join(f"{node} lacks {', '.join(others)}" for node, others in missing.items())
+                detail = detail or "; ".join(f"{node}: not up: {', '.join(items)}" for node, items in down.items())
+                protocol = self.topology.routing.protocol.upper()
+                raise TestbedError(f"{protocol} did not converge in {timeout_s:g} s: {detail}")
+            time.sleep(0.2)
+
+    def kernel_route(self, node: str, prefix: str) -> dict[str, Any] | None:
+        """The kernel route for exactly `prefix` in `node`'s namespace (see `read_kernel_route`)."""
+        return read_kernel_route(self.network.node_netns(node), prefix)
+
+
+def routing_daemons(network: Any) -> RoutingDaemons:
+    """The daemon family the network's topology asks for (`routing.daemon`), not started yet."""
+    if network.topology.routing.daemon == "frr":
+        from emulator.routing.frr_daemons import FrrDaemons
+
+        return FrrDaemons(network)
+    return BirdDaemons(network)
+
+
+def check_binaries(topology: Any) -> None:
+    """EnvironmentProblem, before anything is made, if the topology's routing daemon is not installed."""
+    if topology.routing.daemon == "frr":
+        from emulator.routing.frr_daemons import frr_binaries
+
+        frr_binaries(topology)
+    else:
+        bird_binaries()
+
+
+class BirdDaemons(RoutingDaemons):
+    """The BIRD daemons of a built `Network` whose topology asks for OSPF or BGP."""
+
+    name = "bird"
+
+    def __init__(self, network: Any) -> None:
+        super().__init__(network)
+        self.sockets = {node: os.path.join(self.dir, f"{node}.ctl") for node in self.routers}
 
     def paths(self, node: str) -> dict[str, str]:
         """Config, socket, pid and log file of `node`'s daemon."""
@@ -292,23 +416,6 @@ class BirdDaemons:
                 raise TestbedError(f"bird in router {node} did not answer on {self.sockets[node]} in time")
             time.sleep(0.05)
 
-    def missing_routes(self) -> dict[str, list[str]]:
-        """{router: [other nodes whose loopback /32 is not in its kernel table]} (empty = converged)."""
-        plan = self.network.addresses
-        missing: dict[str, list[str]] = {}
-        for node in self.routers:
-            with kernel.in_netns(self.network.node_netns(node)):
-                ipr = IPRoute()
-            try:
-                have = _kernel_prefixes(ipr)
-            finally:
-                ipr.close()
-            lacking = [other.name for other in self.topology.nodes
-                       if other.name != node and str(plan.loopback4[other.name].network) not in have]
-            if lacking:
-                missing[node] = lacking
-        return missing
-
     def sessions_down(self) -> dict[str, list[str]]:
         """{router: [links whose BGP session is not Established]} (empty = all up, and always without BGP)."""
         if self.topology.routing.protocol != "bgp":
@@ -318,31 +425,8 @@ class BirdDaemons:
             states = {s["name"]: s["info"] for s in self.protocols(node)}
             for name, link in bgp_protocol_names(self.topology, node).items():
                 if not states.get(name, "").startswith("Established"):
-                    down.setdefault(node, []).append(link)
+                    down.setdefault(node, []).append(f"BGP on {link}")
         return down
-
-    def wait_converged(self, *, timeout_s: float = 30.0) -> float:
-        """Wait until every router has a kernel route to every other node's loopback; seconds it took.
-
-        With BGP, also until every session is Established. TestbedError after
-        `timeout_s`, naming which router lacks which routes (or sessions).
-        """
-        start = time.monotonic()
-        while True:
-            missing = self.missing_routes()
-            down = {} if missing else self.sessions_down()
-            if not missing and not down:
-                return time.monotonic() - start
-            for node, proc in self.processes.items():
-                if proc.poll() is not None:
-                    raise TestbedError(f"bird in router {node} exited with {proc.returncode}: {self._stderr(node)}")
-            if time.monotonic() - start > timeout_s:
-                detail = "; ".join(f"{node} lacks {', '.join(others)}" for node, others in missing.items())
-                detail = detail or "; ".join(f"{node}: BGP not Established on {', '.join(links)}"
-                                             for node, links in down.items())
-                protocol = self.topology.routing.protocol.upper()
-                raise TestbedError(f"{protocol} did not converge in {timeout_s:g} s: {detail}")
-            time.sleep(0.2)
 
     # -- state ------------------------------------------------------------------
 
@@ -383,7 +467,3 @@ class BirdDaemons:
         if self.topology.routing.bfd is None:
             return []
         return parse_bfd_sessions(self.birdc(node, "show", "bfd", "sessions"))
-
-    def kernel_route(self, node: str, prefix: str) -> dict[str, Any] | None:
-        """The kernel route for exactly `prefix` in `node`'s namespace (see `read_kernel_route`)."""
-        return read_kernel_route(self.network.node_netns(node), prefix)

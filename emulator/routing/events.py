@@ -6,8 +6,10 @@ thread (a plain AF_NETLINK socket whose messages pyroute2's rtnetlink
 marshal parses: pyroute2 0.9's IPRoute delivers nothing to a reader in
 another thread than the one that made it). Every change of a main-table route becomes a `RouteEvent` stamped
 with `time.time_ns()` on receipt (CLOCK_REALTIME, the clock of the engine
-and the probes). `bird_log_events` reads BFD and OSPF neighbour state
-changes from a BIRD log written with millisecond timestamps.
+and the probes). `bird_log_events` reads BFD, OSPF neighbour and BGP
+session state changes from a BIRD log written with millisecond timestamps;
+`frr_log_events` reads BFD peer and OSPF adjacency changes from FRR's bfdd
+and ospfd logs (microsecond timestamps).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ _BGP_STATE = re.compile(r"^(bgp_\w+): State changed to (\w+)", re.I)
 
 
 def _log_time_ns(stamp: str) -> int:
-    """A BIRD log time stamp (local time, `%F %T.%3f`) as CLOCK_REALTIME ns."""
+    """A log time stamp (local time, `%F %T` with an optional fraction) as CLOCK_REALTIME ns."""
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in stamp else "%Y-%m-%d %H:%M:%S"
     when = datetime.strptime(stamp, fmt)
     # whole seconds through the float timestamp, the fraction exactly (a float of ns would round)
@@ -192,4 +194,34 @@ def bird_log_events(text: str, router: str) -> list[StateEvent]:
         bgp = _BGP_STATE.search(message)
         if bgp:
             found.append(StateEvent(_log_time_ns(stamp), router, "bgp", bgp.group(1), bgp.group(2).lower()))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# FRR's logs (bfdd with `debug bfd peer`, ospfd with `log-adjacency-changes detail`)
+
+_FRR_LINE = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\w+): \[\S+\] (.*)$")
+_FRR_BFD = re.compile(r"state-change: \[.*?\bpeer:(\S+) .*?\] (\S+) -> (\S+)")
+_FRR_OSPF = re.compile(r"AdjChg: Nbr (\S+?),.*: (\S+) -> (\S+) \(")
+
+
+def frr_log_events(text: str, router: str) -> list[StateEvent]:
+    """BFD peer and OSPF adjacency state changes in FRR's bfdd/ospfd logs (`log timestamp precision 6`).
+
+    An OSPF neighbour that BFD took down is logged `Full -> Deleted`: its state is "deleted".
+    """
+    found = []
+    for line in text.splitlines():
+        match = _FRR_LINE.match(line.strip())
+        if not match:
+            continue
+        stamp, daemon, message = match.groups()
+        when = _log_time_ns(stamp.replace("/", "-"))
+        bfd = _FRR_BFD.search(message) if daemon == "BFD" else None
+        if bfd:
+            found.append(StateEvent(when, router, "bfd", bfd.group(1), bfd.group(3).lower()))
+            continue
+        ospf = _FRR_OSPF.search(message) if daemon == "OSPF" else None
+        if ospf:
+            found.append(StateEvent(when, router, "ospf", ospf.group(1), ospf.group(3).lower()))
     return found

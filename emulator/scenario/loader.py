@@ -59,6 +59,7 @@ from emulator.scenario.topology import (
     DEFAULT_MTU,
     NODE_ROLES,
     OSPF_COST_RANGE,
+    ROUTING_DAEMONS,
     ROUTING_PROTOCOLS,
     SUPPORTED_ROUTING,
     BfdConfig,
@@ -910,7 +911,7 @@ def _read_assertions(doc: _Document, node: yaml.Node, path: str, out: _Builder) 
 # Routing: `routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}`
 # or `routing: {protocol: bgp, hold: 3s, keepalive: 1s, bfd: {...}}`
 
-ROUTING_FIELDS: tuple[str, ...] = ("protocol", "bfd", "hello", "dead", "hold", "keepalive")
+ROUTING_FIELDS: tuple[str, ...] = ("protocol", "daemon", "bfd", "hello", "dead", "hold", "keepalive")
 #: the routing options of each protocol (others are refused with the protocol named)
 PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "static": (),
@@ -918,6 +919,8 @@ PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "bgp": ("bfd", "hold", "keepalive"),
 }
 BFD_FIELDS: tuple[str, ...] = ("interval", "multiplier")
+#: FRR's bfdd takes whole milliseconds in this range (its `transmit-interval` and `receive-interval`)
+FRR_BFD_MS_RANGE = (10, 60000)
 #: BFD detect multiplier (RFC 5880: 8 bits, not 0)
 BFD_MULTIPLIER_RANGE = (1, 255)
 #: OSPF hello and dead intervals: whole seconds (BIRD's unit), 16 bits
@@ -971,13 +974,32 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
         if protocol not in SUPPORTED_ROUTING:
             doc.fail(fields["protocol"], here, f"routing protocol {protocol!r} is not supported yet",
                      f"use one of {', '.join(SUPPORTED_ROUTING)}")
+    daemon = "bird"
+    if "daemon" in fields:
+        here = _join(path, "daemon")
+        daemon = doc.text(fields["daemon"], here, "frr")
+        if daemon not in ROUTING_DAEMONS:
+            doc.fail(fields["daemon"], here, f"unknown routing daemon {daemon!r}", _suggest(daemon, tuple(ROUTING_DAEMONS), "daemons"))
+        if protocol == "static":
+            doc.fail(keys["daemon"], here, "'daemon' does not apply to static routing", "remove it, or set protocol: ospf")
+        if protocol not in ROUTING_DAEMONS[daemon]:
+            runs = [name for name, protocols in ROUTING_DAEMONS.items() if protocol in protocols]
+            doc.fail(fields["daemon"], here, f"{daemon} runs {', '.join(ROUTING_DAEMONS[daemon])} here, not {protocol}",
+                     f"set daemon: {' or '.join(runs)}")
     for option in ROUTING_FIELDS:
-        if option != "protocol" and option in fields and option not in PROTOCOL_OPTIONS[protocol]:
+        if option not in ("protocol", "daemon") and option in fields and option not in PROTOCOL_OPTIONS[protocol]:
             users = [name for name, options in PROTOCOL_OPTIONS.items() if option in options]
             what = "static routing" if protocol == "static" else protocol.upper()
             doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to {what}",
                      f"remove it, or set protocol: {' or '.join(users)}")
     bfd = _read_bfd(doc, fields["bfd"], _join(path, "bfd")) if "bfd" in fields else None
+    if bfd is not None and daemon == "frr":
+        low, high = FRR_BFD_MS_RANGE
+        if bfd.interval_ns % 1_000_000 or not low <= bfd.interval_ns // 1_000_000 <= high:
+            bfd_fields = {key: value for key, _, value in doc.mapping(fields["bfd"], _join(path, "bfd"), BFD_FIELDS)}
+            doc.fail(bfd_fields.get("interval", fields["bfd"]), _join(path, "bfd.interval"),
+                     f"BFD interval {format_time(bfd.interval_ns)} is not whole milliseconds from {low} to {high}",
+                     "FRR's bfdd counts in milliseconds, e.g. interval: 100ms")
     hold = 9 * 10**9
     keepalive = None
     if "hold" in fields:
@@ -996,8 +1018,8 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
         if dead <= hello:
             doc.fail(fields["dead"], here, f"dead {format_time(dead)} is not longer than hello {format_time(hello)}",
                      "give dead a few hellos, e.g. 4 x hello")
-    out.routing = RoutingConfig(protocol=protocol, bfd=bfd, hello_ns=hello, dead_ns=dead, hold_ns=hold,
-                                keepalive_ns=keepalive)
+    out.routing = RoutingConfig(protocol=protocol, daemon=daemon, bfd=bfd, hello_ns=hello, dead_ns=dead,
+                                hold_ns=hold, keepalive_ns=keepalive)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ DEFAULT_MTU = 1500
 ROUTING_PROTOCOLS = ("static", "ospf", "bgp")
 #: The protocols caspian runs today (BIRD 2 runs ospf and bgp).
 SUPPORTED_ROUTING = ("static", "ospf", "bgp")
+#: The routing daemons and the protocols each runs here (`routing.daemon`; bird is the default)
+ROUTING_DAEMONS: dict[str, tuple[str, ...]] = {"bird": ("ospf", "bgp"), "frr": ("ospf",)}
 #: OSPF interface cost range (RFC 2328: a 16-bit metric, at least 1)
 OSPF_COST_RANGE = (1, 65535)
 #: Default OSPF cost unit: one cost point per 10 us of one-way delay
@@ -113,12 +115,15 @@ class RoutingConfig:
     """How routers learn routes (the top-level `routing:` section).
 
     `static`: caspian computes and installs static routes (no daemon).
-    `ospf`: BIRD 2 runs OSPFv2 in every router namespace (docs/routing.md);
-    `bgp`: BIRD 2 runs eBGP, one private AS per router, one session per
-    router-to-router link. Hosts keep their static default routes and run no daemon.
+    `ospf`: BIRD 2 (or FRR, `daemon: frr`) runs OSPFv2 in every router
+    namespace (docs/routing.md); `bgp`: BIRD 2 runs eBGP, one private AS per
+    router, one session per router-to-router link. Hosts keep their static
+    default routes and run no daemon.
     """
 
     protocol: str = "static"
+    #: the routing daemon in each router: "bird" (BIRD 2) or "frr" (FRR: zebra, staticd, ospfd, bfdd)
+    daemon: str = "bird"
     bfd: BfdConfig | None = None
     #: OSPF hello interval (whole seconds, BIRD's unit)
     hello_ns: int = 1_000_000_000

@@ -325,12 +325,12 @@ def test_missing_bird_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch)
 def test_caspian_exec_birdc_gets_the_router_socket() -> None:
     from types import SimpleNamespace
 
-    from emulator.cli import _with_bird_socket
+    from emulator.cli import _with_daemon_socket
 
     meta = {"routing": {"sockets": {"ra": "/run/caspian/csp00001/bird/ra.ctl"}}}
     testbed = SimpleNamespace(state=SimpleNamespace(get_meta=lambda key: meta.get(key)))
-    assert _with_bird_socket(testbed, "ra", ["birdc", "show", "status"]) == [
+    assert _with_daemon_socket(testbed, "ra", ["birdc", "show", "status"]) == [
         "birdc", "-s", "/run/caspian/csp00001/bird/ra.ctl", "show", "status"]
-    assert _with_bird_socket(testbed, "ra", ["birdc", "-s", "x", "show"]) == ["birdc", "-s", "x", "show"]
-    assert _with_bird_socket(testbed, "left", ["birdc", "show"]) == ["birdc", "show"]
-    assert _with_bird_socket(testbed, "ra", ["ping", "rd"]) == ["ping", "rd"]
+    assert _with_daemon_socket(testbed, "ra", ["birdc", "-s", "x", "show"]) == ["birdc", "-s", "x", "show"]
+    assert _with_daemon_socket(testbed, "left", ["birdc", "show"]) == ["birdc", "show"]
+    assert _with_daemon_socket(testbed, "ra", ["ping", "rd"]) == ["ping", "rd"]
