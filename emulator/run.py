@@ -23,7 +23,7 @@ from typing import Any, Callable
 from emulator.engine.counters import invariant_holds
 from emulator.errors import EnvironmentProblem, TestbedError
 from emulator.report.report import AssertionResult, Report, TimelineMark, collect_versions
-from emulator.scenario.scenario import Event, Scenario, TrafficSpec
+from emulator.scenario.scenario import START_STEP, Event, Scenario, TrafficSpec
 from emulator.traffic import analysis, iperf, probe
 
 #: Lead time between starting the tools and the scenario's t = 0.
@@ -251,6 +251,7 @@ class ScenarioRun:
                 metrics[f"{name}.{metric}"] = value
         if self.routing_on:
             metrics.update(self._failover(route_events, traces, trace_records))
+            metrics[f"routing.{START_STEP}.convergence_s"] = self.testbed.convergence_s
         return metrics, series
 
     def _collect_traces(self) -> dict[str, Any]:

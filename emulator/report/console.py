@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from emulator.report.report import Report, format_value
+from emulator.scenario.scenario import START_STEP
 
 #: the metrics shown per traffic stream, in this order, when the stream has them
 KEY_METRICS = (
@@ -77,11 +78,13 @@ def failover_table(report: Report) -> Table | None:
     steps: dict[str, dict[str, Any]] = {}
     for key, value in report.metrics.items():
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "routing":
+        if len(parts) == 3 and parts[0] == "routing" and parts[1] != START_STEP:
             steps.setdefault(parts[1], {})[parts[2]] = value
-    if not steps:
+    converged = report.metrics.get(f"routing.{START_STEP}.convergence_s")
+    if not steps and converged is None:
         return None
-    table = Table(title="failover", title_justify="left", pad_edge=False)
+    title = "failover" if converged is None else f"failover (routing converged {format_value(converged)} s after start)"
+    table = Table(title=title, title_justify="left", pad_edge=False)
     table.add_column("step", no_wrap=True)
     for name, heading in FAILOVER_COLUMNS:
         table.add_column(heading, justify="left" if name == "path_after" else "right",

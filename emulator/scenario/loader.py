@@ -47,6 +47,8 @@ from emulator.scenario.scenario import (
     LINK_METRICS,
     REVERT_KINDS,
     ROUTING_METRICS,
+    START_METRICS,
+    START_STEP,
     TRAFFIC_KINDS,
     TRAFFIC_METRICS,
     Assertion,
@@ -824,6 +826,11 @@ def _check_routing_metric(doc: _Document, node: yaml.Node, path: str, metric: st
     if out.routing is None or not out.routing.uses_daemons:
         doc.fail(node, path, f"{metric!r} is measured only with a routing protocol run by daemons",
                  "set routing: {protocol: ospf} (docs/routing.md), or assert on the probe stream instead")
+    if step == START_STEP:
+        if name not in START_METRICS:
+            doc.fail(node, path, f"unknown start-up routing metric {name!r} in {metric!r}",
+                     _suggest(name, START_METRICS, "start-up metrics"))
+        return
     match = _STEP_LABEL.match(step)
     counts = {kind: sum(1 for e in out.timeline if e.kind == kind) for kind in EVENT_KINDS}
     have = [f"{kind}{n}" for kind in EVENT_KINDS for n in range(1, counts[kind] + 1)]

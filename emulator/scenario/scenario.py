@@ -40,6 +40,10 @@ ROUTING_METRICS: dict[str, str] = {
 }
 #: ... of which `reverts_on_restore` exists only for these kinds
 REVERT_KINDS = ("restore", "flap")
+#: The routing's start-up as a step of its own: `routing.start.convergence_s`, seconds from
+#: starting the daemons to converged (routes to every node, sessions Established, BFD Up)
+START_STEP = "start"
+START_METRICS = ("convergence_s",)
 
 
 @dataclass(frozen=True)

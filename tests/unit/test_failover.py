@@ -134,10 +134,19 @@ def test_routing_assertions_parse_and_hold() -> None:
     ("{metric: routing.restore1.reverts_on_restore, equals: 1}", "expected true or false"),
     ("{metric: routing.cut1.outage, at_most: 3}", "did you mean 'outage_ms'"),
     ("{metric: routing.outage_ms, at_most: 3}", "not routing.<step>.<metric>"),
+    ("{metric: routing.start.converge_s, at_most: 30}", r"unknown start-up routing metric 'converge_s'.*did you mean 'convergence_s'"),
 ])
 def test_routing_assertion_errors(assertion: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         _parse(assertion)
+
+
+def test_startup_convergence_needs_no_probe_stream() -> None:
+    no_traffic = RING.replace("traffic: {probe: {kind: probe, from: left, to: right}}\n", "")
+    (conv,) = _parse("{metric: routing.start.convergence_s, at_most: 30}", no_traffic)
+    assert conv.holds(12.5) and not conv.holds(31.0)
+    with pytest.raises(ScenarioError, match="only with a routing protocol run by daemons"):
+        _parse("{metric: routing.start.convergence_s, at_most: 30}", no_traffic.replace("routing: {protocol: ospf}\n", ""))
 
 
 def test_routing_assertions_need_daemons() -> None:
