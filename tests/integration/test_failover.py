@@ -37,7 +37,8 @@ def test_ring_cut_failover_metrics(make_testbed: Callable[..., Any]) -> None:
     assert m["routing.cut1.path_before"] != m["routing.cut1.path_after"]
     # BFD 100 ms x 3: the session expires 300 ms after the last packet it got,
     # which left its peer up to one interval (less BFD's jitter) before the cut
-    assert 190 <= m["routing.cut1.detection_ms"] <= 320, m["routing.cut1.detection_ms"]
+    # (100 ms of room above for a busy CPU delaying BIRD; the dead timer would take 4 s)
+    assert 150 <= m["routing.cut1.detection_ms"] <= 400, m["routing.cut1.detection_ms"]
     assert m["routing.cut1.detected_by"].startswith("bfd ")
     assert m["routing.cut1.detection_ms"] < m["routing.cut1.first_route_ms"] <= m["routing.cut1.convergence_ms"] < 6000
     assert any(mark.kind == "bfd" for mark in report.marks)
