@@ -65,34 +65,51 @@ def stream_table(report: Report) -> Table | None:
     return table if rows else None
 
 
-#: the columns of the failover table: (routing metric, heading)
+#: the columns of the failover table: (routing metric, heading); texts and paths follow it as lines
 FAILOVER_COLUMNS = (
-    ("detection_ms", "detect ms"), ("detected_by", "detected by"), ("convergence_ms", "converge ms"), ("outage_ms", "outage ms"),
+    ("detection_ms", "detect ms"), ("convergence_ms", "converge ms"), ("outage_ms", "outage ms"),
     ("route_changes", "routes"), ("rtt_before_ms", "rtt before"), ("rtt_after_ms", "rtt after"),
-    ("path_after", "path after"), ("reverts_on_restore", "reverts"),
+    ("reverts_on_restore", "reverts"),
 )
+#: ... and the lines under it: (routing metric, words)
+FAILOVER_LINES = (("detected_by", "detected by"), ("path_after", "path after:"))
 
 
-def failover_table(report: Report) -> Table | None:
-    """One row per timeline step with failover metrics (`routing.<step>.<metric>`), None without any."""
+def _failover_steps(report: Report) -> dict[str, dict[str, Any]]:
     steps: dict[str, dict[str, Any]] = {}
     for key, value in report.metrics.items():
         parts = key.split(".")
         if len(parts) == 3 and parts[0] == "routing" and parts[1] != START_STEP:
             steps.setdefault(parts[1], {})[parts[2]] = value
+    return steps
+
+
+def failover_table(report: Report) -> Table | None:
+    """One row per timeline step with failover metrics (`routing.<step>.<metric>`), None without any."""
+    steps = _failover_steps(report)
     converged = report.metrics.get(f"routing.{START_STEP}.convergence_s")
     if not steps and converged is None:
         return None
     title = "failover" if converged is None else f"failover (routing converged {format_value(converged)} s after start)"
     table = Table(title=title, title_justify="left", pad_edge=False)
     table.add_column("step", no_wrap=True)
-    for name, heading in FAILOVER_COLUMNS:
-        table.add_column(heading, justify="left" if name == "path_after" else "right",
-                         overflow="fold")
+    for _, heading in FAILOVER_COLUMNS:
+        table.add_column(heading, justify="right")
     for step, values in steps.items():
         table.add_row(escape(step), *(escape(format_value(values.get(name))) if name in values else ""
                                       for name, _ in FAILOVER_COLUMNS))
     return table
+
+
+def failover_lines(report: Report) -> list[str]:
+    """Per step, what does not fit a table cell: `cut1 detected by bfd sumgait ... down; path after: a > b > c`."""
+    lines = []
+    for step, values in _failover_steps(report).items():
+        parts = [f"{words} {format_value(values[name])}" for name, words in FAILOVER_LINES
+                 if values.get(name) is not None]
+        if parts:
+            lines.append(f"  {step} " + "; ".join(parts))
+    return lines
 
 
 def drops_table(links: Mapping[str, Any]) -> Table | None:
@@ -125,10 +142,14 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
     console.print(f"caspian: [bold]{escape(report.scenario)}[/] from {escape(report.source)}, seed {report.seed}, "
                   f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall, started {report.started_at}",
                   soft_wrap=True)
+    failover = failover_table(report)
     for table in (assertions_table(report) if report.assertions else None, stream_table(report),
-                  failover_table(report), drops_table(report.links)):
+                  failover, drops_table(report.links)):
         if table is not None:
             console.print(table)
+        if table is failover and failover is not None:
+            for line in failover_lines(report):
+                console.print(escape(line), soft_wrap=True)
     for error in report.errors:
         console.print(f"[bold red]error:[/] {escape(error)}")
     for kind, path in (files or {}).items():

@@ -228,3 +228,14 @@ def test_console_fail() -> None:
     assert "iperf3 in europe exited 1" in out
     row = [line for line in out.splitlines() if "probe.loss_outside_events_pct" in line and "0.25" in line]
     assert row and "FAIL" in row[0]
+
+
+def test_console_failover_table_and_lines() -> None:
+    report = make_report()
+    report.metrics["routing.start.convergence_s"] = 7.42
+    out = render(report)
+    assert "failover (routing converged 7.42 s after start)" in out
+    # texts and paths print whole, one line per step, after the table (no cell folding)
+    assert "  cut1 detected by bfd sumgait 198.18.0.9 down; path after: fra > moscow" in out.splitlines()
+    row = [line for line in out.splitlines() if line.lstrip("│┃ ").startswith("cut1")]
+    assert row and "223.5" in row[0]
