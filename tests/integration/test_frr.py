@@ -98,3 +98,27 @@ def test_frr_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -
     left = [f"{key.split()[1]}.{proc.pid}" for key, proc in processes.items()
             if os.path.exists(f"/var/tmp/frr/{key.split()[1]}.{proc.pid}")]
     assert left == []
+
+
+def test_caspian_exec_vtysh_on_a_testbed_left_up(run_root: str, tmp_path: Any) -> None:
+    """`caspian up` an FRR topology, read a router's state with `caspian exec R -- vtysh`, `caspian down --all`."""
+    from emulator.network.state import RunState
+    from tests.integration.test_cli import assert_all_gone, caspian
+
+    topology = tmp_path / "frr-ring.yaml"
+    topology.write_text(FRR_RING)
+    up = caspian(run_root, "up", str(topology))
+    runs = RunState.all(run_root)
+    prefixes = [run.prefix for run in runs]
+    pids = [int(r["pid"]) for run in runs for r in run.of_kind("process")]
+    try:
+        assert up.returncode == 0, (up.stdout, up.stderr)
+        neighbours = caspian(run_root, "exec", "ra", "--", "vtysh", "-c", "show ip ospf neighbor")
+        assert neighbours.returncode == 0, neighbours.stderr
+        assert neighbours.stdout.count("Full") == 3, neighbours.stdout   # rb, rc and the host left
+        peers = caspian(run_root, "exec", "ra", "--", "vtysh", "-c", "show bfd peers brief")
+        assert peers.returncode == 0 and peers.stdout.count(" up ") == 2, peers.stdout
+    finally:
+        down = caspian(run_root, "down", "--all")
+        assert down.returncode == 0, (down.stdout, down.stderr)
+        assert_all_gone(run_root, prefixes, pids)
