@@ -118,8 +118,8 @@ class CaspianTestbed:
     def bfd_sessions(self, router: str) -> list[dict[str, Any]]:
         return self._routing().bfd_sessions(router)
 
-    def ospf_neighbours(self, router: str) -> list[dict[str, Any]]:
-        return self._routing().ospf_neighbours(router)
+    def ospf_neighbours(self, router: str, *, ipv6: bool = False) -> list[dict[str, Any]]:
+        return self._routing().ospf_neighbours(router, ipv6=ipv6)
 
 
 @pytest.fixture

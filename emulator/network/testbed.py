@@ -287,16 +287,24 @@ class Network:
         link's loss, cuts and delays apply to the traffic alone.
         """
         macs: dict[tuple[str, str], str] = {}
+        link_local: dict[tuple[str, str], str] = {}
         for (node, link), ifname in self.interfaces.items():
             ipr = handles[self.node_netns(node)]
             index = ipr.link_lookup(ifname=ifname)[0]
             macs[(node, link)] = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
+            # the IPv6 link-local address (OSPFv3's next hops), made by the kernel when the link came up
+            for address in ipr.get_addr(family=10, index=index):
+                value = address.get_attr("IFA_ADDRESS")
+                if value and value.startswith("fe80:"):
+                    link_local[(node, link)] = value
         for link in self.topology.links:
             for here, there in ((link.a.node, link.b.node), (link.b.node, link.a.node)):
                 ipr = handles[self.node_netns(here)]
                 index = ipr.link_lookup(ifname=self.interfaces[(here, link.name)])[0]
-                for plan in (self.addresses.link4, self.addresses.link6):
-                    peer = str(plan[(there, link.name)].ip)
+                peers = [str(plan[(there, link.name)].ip) for plan in (self.addresses.link4, self.addresses.link6)]
+                if (there, link.name) in link_local:
+                    peers.append(link_local[(there, link.name)])
+                for peer in peers:
                     try:
                         ipr.neigh("add", dst=peer, lladdr=macs[(there, link.name)], ifindex=index,
                                   state=NUD_PERMANENT)

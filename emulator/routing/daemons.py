@@ -188,10 +188,10 @@ def read_kernel_route(netns: str, prefix: str) -> dict[str, Any] | None:
         ipr.close()
 
 
-def _kernel_prefixes(ipr: IPRoute) -> set[str]:
-    """Destination prefixes of the IPv4 main table seen through `ipr`."""
+def _kernel_prefixes(ipr: IPRoute, family: int = 2) -> set[str]:
+    """Destination prefixes of the main table (IPv4: family 2, IPv6: 10) seen through `ipr`."""
     found = set()
-    for route in ipr.get_routes(family=2, table=254):
+    for route in ipr.get_routes(family=family, table=254):
         dst = route.get_attr("RTA_DST")
         if dst is not None:
             found.add(f"{dst}/{route['dst_len']}")
@@ -247,11 +247,19 @@ class RoutingDaemons:
         plan = self.network.addresses
         down: dict[str, list[str]] = {}
         for node in self.routers:
-            up = {s["address"] for s in self.bfd_sessions(node) if s["state"] == "Up"}
+            sessions = [s for s in self.bfd_sessions(node) if s["state"] == "Up"]
+            up = {s["address"] for s in sessions}
             for link in self.topology.links_of(node):
                 peer = link.b.node if link.a.node == node else link.a.node
-                if roles[peer] == "router" and str(plan.link4[(peer, link.name)].ip) not in up:
+                if roles[peer] != "router":
+                    continue
+                if str(plan.link4[(peer, link.name)].ip) not in up:
                     down.setdefault(node, []).append(f"BFD to {peer}")
+                # OSPFv3's session runs between link-local addresses: one more Up on the interface
+                ifname = self.network.interfaces[(node, link.name)]
+                if self.routes_ipv6 and not any(s["interface"] == ifname and str(s["address"]).startswith("fe80:")
+                                                for s in sessions):
+                    down.setdefault(node, []).append(f"BFD (IPv6) to {peer}")
         return down
 
     def _exited(self) -> str | None:
@@ -264,8 +272,14 @@ class RoutingDaemons:
     def _stderr(self, node: str) -> str:
         return "(no output)"
 
+    #: whether the daemons route IPv6 too (then convergence waits for the IPv6 loopbacks as well)
+    routes_ipv6 = False
+
     def missing_routes(self) -> dict[str, list[str]]:
-        """{router: [other nodes whose loopback /32 is not in its kernel table]} (empty = converged)."""
+        """{router: [other nodes whose loopback is not in its kernel table]} (empty = converged).
+
+        IPv4 loopbacks (/32) always; IPv6 loopbacks (/128, named `NODE (IPv6)`) when the daemons route IPv6.
+        """
         plan = self.network.addresses
         missing: dict[str, list[str]] = {}
         for node in self.routers:
@@ -273,10 +287,14 @@ class RoutingDaemons:
                 ipr = IPRoute()
             try:
                 have = _kernel_prefixes(ipr)
+                have6 = _kernel_prefixes(ipr, 10) if self.routes_ipv6 else set()
             finally:
                 ipr.close()
             lacking = [other.name for other in self.topology.nodes
                        if other.name != node and str(plan.loopback4[other.name].network) not in have]
+            if self.routes_ipv6:
+                lacking += [f"{other.name} (IPv6)" for other in self.topology.nodes
+                            if other.name != node and str(plan.loopback6[other.name].network) not in have6]
             if lacking:
                 missing[node] = lacking
         return missing
@@ -336,6 +354,8 @@ class BirdDaemons(RoutingDaemons):
     def __init__(self, network: Any) -> None:
         super().__init__(network)
         self.sockets = {node: os.path.join(self.dir, f"{node}.ctl") for node in self.routers}
+        # OSPF runs as v2 (IPv4) and v3 (IPv6); the eBGP sessions carry IPv4 only
+        self.routes_ipv6 = self.topology.routing.protocol == "ospf"
 
     def paths(self, node: str) -> dict[str, str]:
         """Config, socket, pid and log file of `node`'s daemon."""
@@ -440,9 +460,9 @@ class BirdDaemons(RoutingDaemons):
         """Output of a birdc command in router `node`."""
         return birdc(self._socket(node), *command)
 
-    def ospf_neighbours(self, node: str) -> list[dict[str, Any]]:
-        """OSPF neighbours of router `node` (see `parse_ospf_neighbours`)."""
-        return parse_ospf_neighbours(self.birdc(node, "show", "ospf", "neighbors"))
+    def ospf_neighbours(self, node: str, *, ipv6: bool = False) -> list[dict[str, Any]]:
+        """OSPFv2 (or, with `ipv6`, OSPFv3) neighbours of router `node` (see `parse_ospf_neighbours`)."""
+        return parse_ospf_neighbours(self.birdc(node, "show", "ospf", "neighbors", "ospf6" if ipv6 else "ospf4"))
 
     def protocols(self, node: str) -> list[dict[str, Any]]:
         """BIRD's protocols in router `node` (see `parse_protocols`)."""

@@ -31,7 +31,8 @@ would add a second to every failover towards a host.
 Every daemon logs to `{directory}/{daemon}.log` with microsecond stamps;
 bfdd logs peer state changes (`debug bfd peer`) and ospfd adjacency
 changes, which the failover report reads (`emulator.routing.events.frr_log_events`).
-IPv4 only, like the BIRD configuration.
+IPv4 only: FRR's OSPFv3 daemon (ospf6d) is not run here, so with `daemon: frr`
+IPv6 traffic between nodes that are not neighbours has no route (BIRD runs OSPFv3).
 """
 
 from __future__ import annotations

@@ -267,8 +267,10 @@ class FrrDaemons(RoutingDaemons):
         except ValueError:
             raise TestbedError(f"vtysh in {node}: {command!r} gave no JSON: {text.strip()[:200]}") from None
 
-    def ospf_neighbours(self, node: str) -> list[dict[str, Any]]:
-        """OSPF neighbours of router `node`, as `BirdDaemons.ospf_neighbours`."""
+    def ospf_neighbours(self, node: str, *, ipv6: bool = False) -> list[dict[str, Any]]:
+        """OSPF neighbours of router `node`, as `BirdDaemons.ospf_neighbours`; FRR runs no OSPFv3 here (`ipv6`: [])."""
+        if ipv6:
+            return []
         return parse_ospf_neighbours(self._json(node, "show ip ospf neighbor json"))
 
     def bfd_sessions(self, node: str) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """BIRD 2 OSPF + BFD in router namespaces: convergence, failover on a cut, revert on restore.
 
 A ring of four routers, ra-rb-rd (2 ms + 2 ms) and ra-rc-rd (10 ms + 10 ms):
-OSPF must route ra -> rd over rb, move to rc when ra-rb is cut (BFD detects
-it in 300 ms, BIRD's OSPF acts on its next 1 s scheduler tick) and come back
-on restore. Then the shipped corridor scenario runs green end to end.
+OSPF (v2 for IPv4, v3 for IPv6) must route ra -> rd over rb, move to rc
+when ra-rb is cut (BFD detects it in 300 ms, BIRD's OSPF acts on its next
+1 s scheduler tick) and come back on restore. Then the shipped corridor
+scenario runs green end to end.
 """
 
 from __future__ import annotations
@@ -84,8 +85,15 @@ def test_ospf_bfd_ring_converges_fails_over_and_reverts(make_testbed: Callable[.
     # daemon state through the API
     neighbours = routing.ospf_neighbours("ra")
     assert sorted((n["interface"], n["state"]) for n in neighbours) == [("rb", "Full"), ("rc", "Full")]
-    assert sorted((s["interface"], s["state"]) for s in routing.bfd_sessions("ra")) == [("rb", "Up"), ("rc", "Up")]
+    # one BFD session per OSPF version and interface: IPv4 link addresses, IPv6 link-local
+    sessions = routing.bfd_sessions("ra")
+    assert sorted((s["interface"], s["state"]) for s in sessions if ":" not in s["address"]) == [("rb", "Up"), ("rc", "Up")]
+    assert sorted((s["interface"], s["state"]) for s in sessions if s["address"].startswith("fe80:")) == [
+        ("rb", "Up"), ("rc", "Up")]
+    assert sorted((n["interface"], n["state"]) for n in routing.ospf_neighbours("ra", ipv6=True)) == [
+        ("rb", "Full"), ("rc", "Full")]
     rd_loopback = str(plan.loopback4["rd"].network)
+    rd_loopback6 = str(plan.loopback6["rd"].network)
     assert any(r["prefix"] == rd_loopback and r["protocol"] == "ospf4" for r in routing.routes("ra"))
     # routers carry BIRD's routes only; hosts keep their static default route
     assert routing.kernel_route("ra", rd_loopback)["protocol"] == 12
@@ -94,17 +102,25 @@ def test_ospf_bfd_ring_converges_fails_over_and_reverts(make_testbed: Callable[.
     # the short path: ra -> rb
     route = routing.kernel_route("ra", rd_loopback)
     assert route["gateway"] == str(plan.link4[("rb", "ra-rb")].ip) and route["dev"] == "rb"
-    ping = testbed.popen("left", ["ping", "-4", "-c", "3", "-i", "0.2", "-W", "2", "right"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = ping.communicate(timeout=20)[0].decode()
-    assert ping.returncode == 0, out
+    assert routing.kernel_route("ra", rd_loopback6)["dev"] == "rb"   # OSPFv3: via rb's link-local address
+    for family in ("-4", "-6"):
+        ping = testbed.popen("left", ["ping", family, "-c", "3", "-i", "0.2", "-W", "2", "right"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = ping.communicate(timeout=20)[0].decode()
+        assert ping.returncode == 0, out
 
     time.sleep(max(0.0, MIN_LS_INTERVAL_S + 0.5 - (time.monotonic() - converged_at)))
     testbed.cut("ra-rb")
     failover_s, route = _wait_for_dev(routing, "ra", rd_loopback, "rc", FAILOVER_DEADLINE_S)
     assert route["gateway"] == str(plan.link4[("rc", "ra-rc")].ip)
     print(f"failover ra->rd: kernel route moved to rc {failover_s * 1000:.0f} ms after the cut")
-    assert [s["state"] for s in routing.bfd_sessions("ra") if s["interface"] == "rb"] != ["Up"]
+    # both BFD sessions on rb (IPv4 and IPv6) go down; the second may expire up to one interval later
+    deadline = time.monotonic() + 1.0
+    while "Up" in [s["state"] for s in routing.bfd_sessions("ra") if s["interface"] == "rb"]:
+        assert time.monotonic() < deadline, routing.bfd_sessions("ra")
+        time.sleep(0.05)
+    failover6_s, _ = _wait_for_dev(routing, "ra", rd_loopback6, "rc", FAILOVER_DEADLINE_S)
+    print(f"failover ra->rd (IPv6): kernel route moved to rc {failover6_s * 1000:.0f} ms after the IPv4 one")
 
     time.sleep(MIN_LS_INTERVAL_S + 0.5 - failover_s)
     testbed.restore("ra-rb")

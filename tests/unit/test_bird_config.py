@@ -334,3 +334,20 @@ def test_caspian_exec_birdc_gets_the_router_socket() -> None:
     assert _with_daemon_socket(testbed, "ra", ["birdc", "-s", "x", "show"]) == ["birdc", "-s", "x", "show"]
     assert _with_daemon_socket(testbed, "left", ["birdc", "show"]) == ["birdc", "show"]
     assert _with_daemon_socket(testbed, "ra", ["ping", "rd"]) == ["ping", "rd"]
+
+
+def test_ospf_runs_v3_for_ipv6_beside_v2() -> None:
+    topology = parse_topology(RING, source="<ring>")
+    plan = address_plan(topology)
+    text = config()
+    v3 = text.split("protocol ospf v3 ospf6 {")[1]
+    assert f"stubnet {plan.loopback6['ra'].network};" in v3
+    assert 'interface "rb" { type ptp; cost' in v3 and "bfd yes" in v3   # same interfaces, costs and BFD
+    assert "  ipv6 {" in v3 and "export where source = RTS_STATIC;" in v3
+    kernel6 = text.split("protocol kernel kernel6 {")[1].split("\n}")[0]
+    assert f"krt_prefsrc = {plan.loopback6['ra'].ip};" in kernel6
+    hosts6 = text.split("protocol static hosts6 {")[1].split("}")[0]
+    assert f"route {plan.loopback6['left'].network} via {plan.link6[('left', 'left-ra')].ip};" in hosts6
+    bgp = config(RING.replace("routing: {protocol: ospf, bfd: {interval: 100ms, multiplier: 3}, hello: 1s}",
+                              "routing: {protocol: bgp}").replace(", cost: 7", ""))
+    assert "ospf v3" not in bgp and "kernel6" not in bgp and "hosts6" not in bgp
