@@ -78,6 +78,32 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', "") + '"'
 
 
+#: the route sources the kernel protocol exports (BIRD's `source` values)
+OSPF_SOURCES = "RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2, RTS_STATIC"
+BGP_SOURCES = "RTS_BGP, RTS_STATIC"
+
+
+def _kernel_protocol(name: str, channel: str, sources: str, prefsrc: str) -> list[str]:
+    """A `protocol kernel` block: export the routes from `sources` with `prefsrc` as preferred source."""
+    return [
+        f"protocol kernel {name} {{",
+        f"  {channel} {{",
+        "    import all;",
+        "    export filter {",
+        f"      if source ~ [{sources}] then {{",
+        f"        krt_prefsrc = {prefsrc};",
+        "        accept;",
+        "      }",
+        "      reject;",
+        "    };",
+        "  };",
+        "  learn;",
+        "  merge paths off;",
+        f"  scan time {SCAN_TIME_S};",
+        "}",
+    ]
+
+
 def router_id(plan: AddressPlan, node: str) -> str:
     """The BIRD router id of `node`: its loopback IPv4 address."""
     return str(plan.loopback4[node].ip)
@@ -151,43 +177,11 @@ def bird_config(
         f"protocol device {{ scan time {SCAN_TIME_S}; }}",
         "",
         "# BIRD's selected routes into the kernel, from the loopback address like the static routes",
-        "protocol kernel {",
-        "  ipv4 {",
-        "    import all;",
-        "    export filter {",
-        ("      if source ~ [RTS_BGP, RTS_STATIC] then {" if bgp else
-         "      if source ~ [RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2, RTS_STATIC] then {"),
-        f"        krt_prefsrc = {loopback.ip};",
-        "        accept;",
-        "      }",
-        "      reject;",
-        "    };",
-        "  };",
-        "  learn;",
-        "  merge paths off;",
-        f"  scan time {SCAN_TIME_S};",
-        "}",
+        *_kernel_protocol("kernel4", "ipv4", BGP_SOURCES if bgp else OSPF_SOURCES, str(loopback.ip)),
     ]
     if not bgp:
-        out += [
-            "",
-            "# ... and the OSPFv3 (IPv6) routes, from the IPv6 loopback",
-            "protocol kernel kernel6 {",
-            "  ipv6 {",
-            "    import all;",
-            "    export filter {",
-            "      if source ~ [RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2, RTS_STATIC] then {",
-            f"        krt_prefsrc = {plan.loopback6[node].ip};",
-            "        accept;",
-            "      }",
-            "      reject;",
-            "    };",
-            "  };",
-            "  learn;",
-            "  merge paths off;",
-            f"  scan time {SCAN_TIME_S};",
-            "}",
-        ]
+        out += ["", "# ... and the OSPFv3 (IPv6) routes, from the IPv6 loopback",
+                *_kernel_protocol("kernel6", "ipv6", OSPF_SOURCES, str(plan.loopback6[node].ip))]
     if host_routes:
         out += ["", f"# hosts run no daemon: their loopbacks are static routes here, exported into {'BGP' if bgp else 'OSPF'}",
                 "protocol static hosts {", "  ipv4;", *host_routes, "}"]

@@ -60,18 +60,21 @@ def bird_binaries() -> tuple[str, str]:
     return found[0], found[1]
 
 
+def run_client(argv: list[str], what: str, timeout_s: float) -> str:
+    """Run a daemon's control client (birdc, vtysh) to its end; its output (TestbedError naming `what` if it fails)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise TestbedError(f"{what}: no answer in {timeout_s:g} s") from None
+    if done.returncode != 0:
+        raise TestbedError(f"{what}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-200:]}")
+    return done.stdout
+
+
 def birdc(socket_path: str, *command: str, timeout_s: float = BIRDC_TIMEOUT_S) -> str:
     """Run one birdc command against the daemon at `socket_path`; its output (TestbedError if it fails)."""
     _, client = bird_binaries()
-    try:
-        done = subprocess.run([client, "-s", socket_path, *command], capture_output=True, text=True,
-                              timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise TestbedError(f"birdc -s {socket_path} {' '.join(command)}: no answer in {timeout_s:g} s") from None
-    if done.returncode != 0:
-        raise TestbedError(f"birdc -s {socket_path} {' '.join(command)}: exit {done.returncode}: "
-                           f"{(done.stderr or done.stdout).strip()[-200:]}")
-    return done.stdout
+    return run_client([client, "-s", socket_path, *command], f"birdc -s {socket_path} {' '.join(command)}", timeout_s)
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from emulator.errors import EnvironmentProblem, TestbedError
-from emulator.routing.daemons import MAX_SOCKET_PATH, RoutingDaemons
+from emulator.routing.daemons import MAX_SOCKET_PATH, RoutingDaemons, run_client
 from emulator.routing.events import StateEvent, frr_log_events
 from emulator.routing.frr import daemons_of, frr_configs, speakers
 
@@ -74,18 +74,10 @@ def frr_binaries(topology: Any) -> dict[str, str]:
 
 def vtysh(socket_dir: str, *commands: str, timeout_s: float = VTYSH_TIMEOUT_S) -> str:
     """Run vtysh commands against the FRR instance whose sockets are in `socket_dir`; the output."""
-    path = shutil.which("vtysh") or "/usr/bin/vtysh"
-    argv = [path, "--vty_socket", socket_dir]
+    argv = [shutil.which("vtysh") or "/usr/bin/vtysh", "--vty_socket", socket_dir]
     for command in commands:
         argv += ["-c", command]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise TestbedError(f"vtysh --vty_socket {socket_dir} {' '.join(commands)}: no answer in {timeout_s:g} s") from None
-    if done.returncode != 0:
-        raise TestbedError(f"vtysh --vty_socket {socket_dir} -c {' -c '.join(commands)}: exit {done.returncode}: "
-                           f"{(done.stderr or done.stdout).strip()[-200:]}")
-    return done.stdout
+    return run_client(argv, f"vtysh --vty_socket {socket_dir} -c {' -c '.join(commands)}", timeout_s)
 
 
 # ---------------------------------------------------------------------------
