@@ -30,8 +30,9 @@ system-deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	fi
-	@# bird2's package enables a system-wide daemon; caspian starts its own per router.
-	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet bird 2>/dev/null; then systemctl disable --now bird >/dev/null 2>&1 || true; fi
+	@# bird2's and frr's packages may enable system-wide daemons: caspian leaves them alone (it never
+	@# stops, disables or restarts a host service). Its own daemons run in the routers' namespaces with
+	@# their own config, control socket, pid and log files under the run's directory (docs/routing.md).
 
 $(VENV)/.deps: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)

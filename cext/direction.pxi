@@ -59,6 +59,34 @@ cdef struct Slot:
     int32_t reserved
 
 
+# Timeline changes handed to the engine before they are due (cut, restore,
+# set): each is applied at its exact instant on the engine's clock, judged on
+# every frame's kernel arrival stamp, not when a control thread gets round
+# to it (which slips by milliseconds on a busy machine).
+cdef enum:
+    SCHED_CUT = 0
+    SCHED_RESTORE = 1
+    SCHED_SET = 2
+
+
+cdef struct Scheduled:
+    int64_t at_ns           # the instant (CLOCK_REALTIME, as arrival stamps)
+    int op                  # SCHED_*
+    Params *params          # SCHED_SET: the new parameters, owned until applied
+    int64_t applied_ns      # engine clock when the loop applied it; 0 = not yet
+    int64_t last_before_ns  # arrival of the last frame judged before it; 0 = none
+    int64_t first_after_ns  # arrival of the first frame judged after it; 0 = none yet
+
+
+cdef struct Schedule:
+    Scheduled *items        # sorted by at_ns
+    int len
+    int next                # first item not yet applied
+    int awaiting_first      # first applied item still waiting for a frame after it
+    Schedule *retired       # the schedule this one replaced: kept (freed with this
+                            # one) so a status read racing the swap never reads freed memory
+
+
 cdef struct Direction:
     Params *params          # owned by the loop thread
     Params *pending         # published by Python, taken by the loop (atomic swap)
@@ -80,26 +108,37 @@ cdef struct Direction:
     int backlog_head
     int backlog_count
     int64_t backlog_total_bytes
-    # packet pool: slots, frames, a free stack and a min-heap on (release, seq)
+    # packet pool: slots, frames, a free stack and a min-heap on (release, seq).
+    # Slots are handed out fresh (0, 1, 2, ...) until the pool has been used
+    # once, then from the free stack: an idle link's pool is never touched,
+    # so it costs address space, not resident memory.
     int capacity
     int slot_bytes
     Slot *slots
     uint8_t *frames
     int *free_stack
     int free_top
+    int fresh_next
     int *heap
     int heap_len
     uint64_t next_seq
     Counters counters
+    # timeline changes handed over before they are due (see "schedule" below)
+    Schedule *schedule      # owned by the loop thread
+    Schedule *pending_schedule  # published by Python, taken by the loop (atomic swap)
+    int64_t last_arrival_ns # arrival stamp of the last frame admitted
+    # the engine's timer queue (engine.pyx): this direction's place in it
+    int tq_pos
+    int64_t tq_key
 
 
 cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t seed) noexcept nogil:
-    """Allocate a direction's pool. Frames are malloc'ed lazily by the OS: pages
-    of an idle link are never touched, so they cost no resident memory."""
-    cdef int i
+    """Allocate a direction's pool. Nothing here is written before a packet
+    needs it (slots come fresh, see `fresh_next`): the OS maps the pages of an
+    idle link lazily, so a testbed of hundreds of idle links stays small."""
     d.capacity = capacity
     d.slot_bytes = slot_bytes
-    d.slots = <Slot *>calloc(capacity, sizeof(Slot))
+    d.slots = <Slot *>malloc(capacity * sizeof(Slot))
     d.frames = <uint8_t *>malloc(<size_t>capacity * slot_bytes)
     d.free_stack = <int *>malloc(capacity * sizeof(int))
     d.heap = <int *>malloc(capacity * sizeof(int))
@@ -108,16 +147,19 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     if (d.slots == NULL or d.frames == NULL or d.free_stack == NULL or d.heap == NULL
             or d.backlog_departure == NULL or d.backlog_bytes == NULL):
         return -1
-    # Highest index on the bottom: slot 0 is used first and reused most (warm).
-    for i in range(capacity):
-        d.free_stack[i] = capacity - 1 - i
-    d.free_top = capacity
+    d.free_top = 0
+    d.fresh_next = 0
     d.heap_len = 0
     d.next_seq = 0
     prng_seed(&d.rng, seed)
     d.loss_state = GE_GOOD
     d.jitter_last = 0.0
     d.trace_of = NULL
+    d.schedule = NULL
+    d.pending_schedule = NULL
+    d.last_arrival_ns = 0
+    d.tq_pos = -1
+    d.tq_key = -1
     return 0
 
 
@@ -129,6 +171,9 @@ cdef void direction_free(Direction *d) noexcept nogil:
     free(d.backlog_departure); free(d.backlog_bytes)
     d.slots = NULL; d.frames = NULL; d.free_stack = NULL; d.heap = NULL
     d.backlog_departure = NULL; d.backlog_bytes = NULL
+    schedule_free(d.schedule)
+    schedule_free(<Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL))
+    d.schedule = NULL
 
 
 cdef inline void direction_take_pending(Direction *d) noexcept nogil:
@@ -399,6 +444,66 @@ cdef inline void backlog_add(Direction *d, int64_t departure_ns, int32_t length)
     d.backlog_total_bytes += length
 
 
+# ---------------------------------------------------------------- stage 0: schedule
+
+cdef void schedule_free(Schedule *s) noexcept nogil:
+    cdef int i
+    if s == NULL:
+        return
+    for i in range(s.len):
+        params_free(s.items[i].params)
+    free(s.items)
+    schedule_free(s.retired)
+    free(s)
+
+
+cdef inline void direction_take_schedule(Direction *d) noexcept nogil:
+    """Swap in a schedule Python published (the old one, applied or not, goes)."""
+    cdef Schedule *fresh = <Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL)
+    if fresh != NULL:
+        fresh.retired = d.schedule
+        csp_xchg_ptr(<void **>&d.schedule, fresh)
+
+
+cdef inline int64_t schedule_next_ns(Direction *d) noexcept nogil:
+    """Instant of the next change not yet applied, or -1."""
+    if d.schedule == NULL or d.schedule.next >= d.schedule.len:
+        return -1
+    return d.schedule.items[d.schedule.next].at_ns
+
+
+cdef void schedule_apply_due(Direction *d, int64_t t_ns, int64_t now_ns) noexcept nogil:
+    """Apply every change due at `t_ns` (a frame's arrival stamp, or the
+    loop's clock once the socket holds no earlier frame)."""
+    cdef Schedule *s = d.schedule
+    cdef Scheduled *item
+    while s.next < s.len and s.items[s.next].at_ns <= t_ns:
+        item = &s.items[s.next]
+        if item.op == SCHED_CUT:
+            csp_store_int(&d.outage, 1)
+        elif item.op == SCHED_RESTORE:
+            csp_store_int(&d.outage, 0)
+        elif item.params != NULL:
+            params_free(d.params)
+            d.params = item.params
+            item.params = NULL
+            d.trace_of = NULL   # a change starts a capacity trace afresh
+        item.last_before_ns = d.last_arrival_ns
+        item.applied_ns = now_ns
+        s.next += 1
+
+
+cdef inline void schedule_on_frame(Direction *d, int64_t arrival_ns, int64_t now_ns) noexcept nogil:
+    """Before a frame is judged: apply what is due by its arrival, and note it
+    as the first frame after every change applied before it."""
+    cdef Schedule *s = d.schedule
+    if s.next < s.len and s.items[s.next].at_ns <= arrival_ns:
+        schedule_apply_due(d, arrival_ns, now_ns)
+    while s.awaiting_first < s.next:
+        s.items[s.awaiting_first].first_after_ns = arrival_ns
+        s.awaiting_first += 1
+
+
 # ---------------------------------------------------------------- the pipeline
 
 cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
@@ -425,11 +530,15 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     if not queue_admits(d, p, arrival_ns, length):
         count_drop(d, DROP_QUEUE, length)
         return False
-    if d.free_top == 0:
+    if d.free_top > 0:
+        d.free_top -= 1
+        slot = d.free_stack[d.free_top]
+    elif d.fresh_next < d.capacity:
+        slot = d.fresh_next
+        d.fresh_next += 1
+    else:
         count_drop(d, DROP_OVERFLOW, length)
         return False
-    d.free_top -= 1
-    slot = d.free_stack[d.free_top]
     dst = slot_frame(d, slot)
     memcpy(dst, frame, length)
     if corrupt and length > ETH_HEADER_BYTES:
@@ -459,10 +568,20 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     return True
 
 
-cdef void pipeline_admit(Direction *d, int64_t arrival_ns, const uint8_t *frame, int32_t length, int32_t max_frame) noexcept nogil:
-    """Run one received frame through stages 1-6 (DESIGN.md's order)."""
-    cdef Params *p = d.params
+cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const uint8_t *frame, int32_t length,
+                         int32_t max_frame) noexcept nogil:
+    """Run one received frame through stages 1-6 (DESIGN.md's order).
+
+    `now_ns` is the engine's clock (when a scheduled change is applied);
+    the frame is judged on its arrival stamp `arrival_ns`."""
+    cdef Params *p
     cdef bint corrupt
+    # 0. timeline changes due by the frame's arrival: a frame that arrived
+    # before a change's instant is judged as before it, whenever it is read
+    if d.schedule != NULL:
+        schedule_on_frame(d, arrival_ns, now_ns)
+    d.last_arrival_ns = arrival_ns
+    p = d.params
     d.counters.rx_packets += 1
     d.counters.rx_bytes += length
     if length < ETH_HEADER_BYTES or length > max_frame:

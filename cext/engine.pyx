@@ -5,8 +5,14 @@ Each link is a bump in the wire between two AF_PACKET sockets in the wire
 namespace (end `a`, end `b`). The loop, with the GIL released, receives frames
 in batches (recvmmsg), runs each through its direction's pipeline
 (direction.pxi), and releases them in time order in batches (sendmmsg). It
-sleeps in ppoll until the earliest deadline and spins only the last
+sleeps in epoll until the earliest deadline and spins only the last
 `spin_ns`, because a VM's timer wake-up alone is ~100 µs late.
+
+A wake-up costs the same whatever the number of links: epoll hands over
+only the sockets that hold frames, and every direction's next deadline (its
+earliest release or scheduled change) sits in one timer queue, a binary
+heap over directions, so the loop touches only the directions that are due.
+An engine is one shard: a testbed with several runs one per thread.
 
 Python owns configuration: it creates and binds the sockets, publishes new
 parameters (one atomic pointer swap per direction) and asks for consistent
@@ -25,6 +31,9 @@ include "offline.pxi"
 
 cdef enum:
     MAX_BATCH = 256
+    MAX_EVENTS = 64          # ready sockets taken per epoll wait
+    STALL_RING = 256         # the most recent stalls kept with their times
+    LATE_BINS = 1200         # release-lateness time bins per direction (120 s of 100 ms)
     DOZE_GUARD_NS = 25000    # a real-time thread's wake-up is late by ~10-20 µs here
     CONTROL_BYTES = 64       # room for one SCM_TIMESTAMPNS cmsg
 
@@ -71,6 +80,16 @@ cdef class Engine:
     cdef int wake_fd
     cdef uint64_t socket_errors
     cdef uint64_t wakeups
+    # the engine's own fidelity: stalls of the loop and lateness over time
+    cdef int64_t stall_threshold_ns
+    cdef uint64_t stalls
+    cdef int64_t stall_total_ns
+    cdef int64_t stall_max_ns
+    cdef int64_t stall_start[STALL_RING]
+    cdef int64_t stall_length[STALL_RING]
+    cdef int64_t bin_epoch_ns    # start of time bin 0 (CLOCK_REALTIME); 0 = no bins
+    cdef int64_t bin_ns
+    cdef int32_t *late_bins      # n_dirs x LATE_BINS: the largest lateness (µs) released in each bin
     # receive batch: scratch frames, addresses, control buffers
     cdef mmsghdr rx_msgs[MAX_BATCH]
     cdef iovec rx_iov[MAX_BATCH]
@@ -82,7 +101,12 @@ cdef class Engine:
     cdef mmsghdr tx_msgs[MAX_BATCH]
     cdef iovec tx_iov[MAX_BATCH]
     cdef int tx_slot[MAX_BATCH]
-    cdef pollfd *pfds
+    # readiness and deadlines: O(ready + due) per wake-up, not O(links)
+    cdef int epfd
+    cdef epoll_event events[MAX_EVENTS]
+    cdef int *tq                 # timer queue: directions, min-heap on Direction.tq_key
+    cdef int tq_len
+    cdef int *due                # scratch: directions taken from the queue in one pass
 
     def __cinit__(self, int slots_per_direction=4096, int batch=64, int64_t spin_ns=300000,
                   int64_t max_spin_ns=280000, int64_t doze_ns=20000):
@@ -99,11 +123,13 @@ cdef class Engine:
             raise ValueError("max_spin_ns must be > 0 and doze_ns >= 0")
         self.max_spin_ns = max_spin_ns
         self.doze_ns = doze_ns
+        self.epfd = -1
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, "eventfd failed")
         self.rx_stride = 0
         self.rx_frames = NULL
+        self.stall_threshold_ns = 1000000
 
     def __dealloc__(self):
         cdef int i
@@ -112,10 +138,14 @@ cdef class Engine:
         free(self.dirs)
         free(self.io)
         free(self.snapshot)
-        free(self.pfds)
+        free(self.tq)
+        free(self.due)
+        free(self.late_bins)
         free(self.rx_frames)
         if self.wake_fd >= 0:
             close(self.wake_fd)
+        if self.epfd >= 0:
+            close(self.epfd)
 
     @property
     def n_links(self) -> int:
@@ -155,6 +185,10 @@ cdef class Engine:
         for k in range(2):
             if direction_init(&self.dirs[self.n_dirs + k], self.capacity, slot_bytes,
                               seed_a_to_b if k == 0 else seed_b_to_a) != 0:
+                # nothing of this link stays: both pools and both Params go
+                direction_free(&self.dirs[self.n_dirs])
+                direction_free(&self.dirs[self.n_dirs + 1])
+                params_free(pa); params_free(pb)
                 raise MemoryError()
         self.dirs[self.n_dirs].params = pa
         self.dirs[self.n_dirs + 1].params = pb
@@ -183,6 +217,76 @@ cdef class Engine:
         """Cut (True) or restore (False) one direction; takes effect on the next frame."""
         self._check_direction(direction)
         csp_store_int(&self.dirs[direction].outage, 1 if cut else 0)
+
+    def outage(self, int direction) -> bool:
+        """True while the direction is cut (live or by its schedule)."""
+        self._check_direction(direction)
+        return bool(csp_load_int(&self.dirs[direction].outage))
+
+    def set_schedule(self, int direction, list changes) -> None:
+        """Hand over a direction's timeline: `(at_ns, op, params)` tuples with op
+        "cut", "restore" or "set" (params: LinkParams.to_engine(), else None),
+        `at_ns` on CLOCK_REALTIME. Each is applied at its instant, judged on
+        each frame's arrival stamp. Replaces the direction's previous schedule."""
+        self._check_direction(direction)
+        cdef int n = len(changes)
+        cdef Schedule *fresh = <Schedule *>calloc(1, sizeof(Schedule))
+        if fresh == NULL:
+            raise MemoryError()
+        fresh.items = <Scheduled *>calloc(n if n > 0 else 1, sizeof(Scheduled))
+        if fresh.items == NULL:
+            free(fresh)
+            raise MemoryError()
+        fresh.len = n
+        cdef int k
+        cdef int64_t previous = 0
+        try:
+            for k, (at_ns, op, params) in enumerate(changes):
+                if at_ns < previous:
+                    raise ValueError("scheduled changes must be in time order")
+                previous = at_ns
+                fresh.items[k].at_ns = at_ns
+                if op == "cut":
+                    fresh.items[k].op = SCHED_CUT
+                elif op == "restore":
+                    fresh.items[k].op = SCHED_RESTORE
+                elif op == "set":
+                    fresh.items[k].op = SCHED_SET
+                    fresh.items[k].params = params_from_dict(params)
+                else:
+                    raise ValueError(f"unknown scheduled change {op!r}: use cut, restore or set")
+        except BaseException:
+            schedule_free(fresh)
+            raise
+        cdef Schedule *old = <Schedule *>csp_xchg_ptr(<void **>&self.dirs[direction].pending_schedule, fresh)
+        schedule_free(old)   # published but never taken: nobody else holds it
+        if not csp_load_int(&self.running_flag):
+            direction_take_schedule(&self.dirs[direction])
+        else:
+            csp_store_int(&self.control_flag, 1)
+            self._wake()
+
+    def schedule_status(self, int direction) -> list:
+        """Each scheduled change of a direction: its instant, when the loop
+        applied it (None = not yet) and the arrival stamps of the last frame
+        judged before it and the first judged after (None = no such frame)."""
+        self._check_direction(direction)
+        cdef Schedule *s = <Schedule *>csp_load_ptr(<void **>&self.dirs[direction].pending_schedule)
+        if s == NULL:
+            s = <Schedule *>csp_load_ptr(<void **>&self.dirs[direction].schedule)
+        if s == NULL:
+            return []
+        out = []
+        cdef int k
+        for k in range(s.len):
+            out.append({
+                "at_ns": s.items[k].at_ns,
+                "op": ("cut", "restore", "set")[s.items[k].op],
+                "applied_ns": s.items[k].applied_ns or None,
+                "last_before_ns": s.items[k].last_before_ns or None,
+                "first_after_ns": s.items[k].first_after_ns or None,
+            })
+        return out
 
     def run(self) -> None:
         """Forward until `stop()`. Blocks; the GIL is released for the whole loop."""
@@ -228,6 +332,45 @@ cdef class Engine:
     def describe_io(self) -> dict:
         return {"socket_errors": self.socket_errors, "wakeups": self.wakeups, "dozes": self.dozes}
 
+    def set_fidelity(self, int64_t epoch_ns, int64_t bin_ns, int64_t stall_threshold_ns) -> None:
+        """Start time bins of release lateness at `epoch_ns` (bins of `bin_ns`,
+        LATE_BINS of them) and count loop stalls longer than `stall_threshold_ns`.
+        Bins start empty; stalls keep counting."""
+        if bin_ns <= 0 or stall_threshold_ns <= 0:
+            raise ValueError("bin_ns and stall_threshold_ns must be > 0")
+        if self.late_bins == NULL and self.n_dirs > 0:
+            self.late_bins = <int32_t *>calloc(<size_t>self.n_dirs * LATE_BINS, sizeof(int32_t))
+            if self.late_bins == NULL:
+                raise MemoryError()
+        elif self.late_bins != NULL:
+            memset(self.late_bins, 0, <size_t>self.n_dirs * LATE_BINS * sizeof(int32_t))
+        self.bin_ns = bin_ns
+        self.stall_threshold_ns = stall_threshold_ns
+        csp_store_i64(&self.bin_epoch_ns, epoch_ns)
+
+    def fidelity(self) -> dict:
+        """The loop's own timing: stalls (count, total, longest, the most recent
+        with their start times), forced naps, wake-ups, and per direction the
+        largest release lateness (µs) in each time bin since `set_fidelity`."""
+        cdef uint64_t n = self.stalls
+        cdef uint64_t first = n - STALL_RING if n > STALL_RING else 0
+        cdef uint64_t k
+        recent = [(self.stall_start[k % STALL_RING], self.stall_length[k % STALL_RING]) for k in range(first, n)]
+        bins = []
+        cdef int i, last, b
+        for i in range(self.n_dirs if self.late_bins != NULL else 0):
+            last = -1
+            for b in range(LATE_BINS):
+                if self.late_bins[<size_t>i * LATE_BINS + b] != 0:
+                    last = b
+            bins.append([self.late_bins[<size_t>i * LATE_BINS + b] for b in range(last + 1)])
+        return {
+            "stalls": n, "stall_total_ns": self.stall_total_ns, "stall_max_ns": self.stall_max_ns,
+            "stall_threshold_ns": self.stall_threshold_ns, "recent_stalls": recent,
+            "dozes": self.dozes, "wakeups": self.wakeups,
+            "bin_epoch_ns": self.bin_epoch_ns, "bin_ns": self.bin_ns, "late_bins_us": bins,
+        }
+
     # -- helpers ----------------------------------------------------------
 
     def _check_direction(self, int direction):
@@ -245,19 +388,33 @@ cdef class Engine:
                 max_frame = self.io[i].max_frame
         free(self.snapshot)
         self.snapshot = <Counters *>calloc(self.n_dirs, sizeof(Counters))
-        free(self.pfds)
-        self.pfds = <pollfd *>calloc(self.n_dirs + 1, sizeof(pollfd))
+        free(self.tq)
+        self.tq = <int *>malloc(self.n_dirs * sizeof(int))
+        free(self.due)
+        self.due = <int *>malloc(self.n_dirs * sizeof(int))
         # +1 byte: a frame longer than any link's max still shows as oversized
         self.rx_stride = max_frame + 1
         free(self.rx_frames)
         self.rx_frames = <uint8_t *>malloc(<size_t>self.rx_stride * MAX_BATCH)
-        if self.snapshot == NULL or self.pfds == NULL or self.rx_frames == NULL:
+        if self.snapshot == NULL or self.tq == NULL or self.due == NULL or self.rx_frames == NULL:
             raise MemoryError()
+        # A fresh epoll set each run: every receiving socket carries its
+        # direction's index, the wake-up eventfd carries n_dirs.
+        if self.epfd >= 0:
+            close(self.epfd)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, "epoll_create1 failed")
+        cdef epoll_event ev
+        for i in range(self.n_dirs + 1):
+            ev.events = EPOLLIN
+            ev.data.u32 = <uint32_t>i
+            if epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.io[i].rx_fd if i < self.n_dirs else self.wake_fd, &ev) != 0:
+                raise OSError(errno, f"epoll_ctl failed for direction {i}")
+        self.tq_len = 0
         for i in range(self.n_dirs):
-            self.pfds[i].fd = self.io[i].rx_fd
-            self.pfds[i].events = POLLIN
-        self.pfds[self.n_dirs].fd = self.wake_fd
-        self.pfds[self.n_dirs].events = POLLIN
+            self.dirs[i].tq_pos = -1
+            tq_update(self, i)
         for i in range(MAX_BATCH):
             self.rx_iov[i].iov_base = self.rx_frames + <size_t>i * self.rx_stride
             self.rx_iov[i].iov_len = self.rx_stride
@@ -320,8 +477,9 @@ cdef inline int64_t frame_timestamp(mmsghdr *m, int64_t fallback) noexcept nogil
     return fallback
 
 
-cdef void receive_batch(Engine e, int i) noexcept nogil:
-    """Drain up to one batch from direction i's receiving socket into its pipeline."""
+cdef int receive_batch(Engine e, int i) noexcept nogil:
+    """Drain up to one batch from direction i's receiving socket into its
+    pipeline; the number of frames read."""
     cdef Direction *d = &e.dirs[i]
     cdef int n, k
     cdef int64_t now
@@ -332,16 +490,17 @@ cdef void receive_batch(Engine e, int i) noexcept nogil:
         if n < 0 and errno != EAGAIN and errno != EINTR:
             # e.g. a failed sendmmsg reported late (ENOBUFS): already counted
             e.socket_errors += 1
-        return
+        return 0
     now = clock_ns()
     for k in range(n):
         if e.rx_addr[k].sll_pkttype == PACKET_OUTGOING:
             continue        # our own transmissions (belt and braces with IGNORE_OUTGOING)
-        pipeline_admit(d, frame_timestamp(&e.rx_msgs[k], now),
+        pipeline_admit(d, frame_timestamp(&e.rx_msgs[k], now), now,
                        e.rx_frames + <size_t>k * e.rx_stride,
                        <int32_t>e.rx_msgs[k].msg_len, e.io[i].max_frame)
     for k in range(n):
         reset_rx_header(e, k)
+    return n
 
 
 cdef inline void reset_rx_header(Engine e, int k) noexcept nogil:
@@ -368,6 +527,8 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
             if r > 0:
                 for k in range(sent, sent + r):
                     count_lateness(d, now - d.slots[e.tx_slot[k]].release_ns)
+                    if e.late_bins != NULL:
+                        bin_lateness(e, i, now, now - d.slots[e.tx_slot[k]].release_ns)
                     d.counters.tx_packets += 1
                     d.counters.tx_bytes += d.slots[e.tx_slot[k]].length
                     slot_release(d, e.tx_slot[k])
@@ -385,25 +546,165 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
                 sent += 1
 
 
+# ------------------------------------------------------------ fidelity
+
+cdef inline void bin_lateness(Engine e, int i, int64_t now, int64_t late_ns) noexcept nogil:
+    """Keep the largest lateness of direction i's time bin at `now`."""
+    cdef int64_t epoch = csp_load_i64(&e.bin_epoch_ns)
+    cdef int64_t b
+    cdef int32_t us
+    if epoch <= 0 or now < epoch:
+        return
+    b = (now - epoch) // e.bin_ns
+    if b >= LATE_BINS:
+        return
+    us = <int32_t>(late_ns // 1000) if late_ns < <int64_t>2000000000 * 1000 else 2000000000
+    if us > e.late_bins[<size_t>i * LATE_BINS + b]:
+        e.late_bins[<size_t>i * LATE_BINS + b] = us
+
+
+cdef inline void note_stall(Engine e, int64_t start_ns, int64_t length_ns) noexcept nogil:
+    """The loop did not run for `length_ns` from `start_ns` when it should have:
+    preempted, throttled, frozen (SIGSTOP), a VM's vCPU not scheduled."""
+    cdef uint64_t k = e.stalls % STALL_RING
+    e.stall_start[k] = start_ns
+    e.stall_length[k] = length_ns
+    e.stall_total_ns += length_ns
+    if length_ns > e.stall_max_ns:
+        e.stall_max_ns = length_ns
+    e.stalls += 1
+
+
+# ------------------------------------------------------------ the timer queue
+# One binary min-heap over directions keyed by each one's next deadline
+# (Direction.tq_key): its earliest release or its next scheduled change.
+# Netem's habit (one timer, re-armed to the earliest deadline) across links.
+
+cdef inline int64_t direction_deadline(Direction *d) noexcept nogil:
+    """The direction's next deadline, or -1 when it has none."""
+    cdef int64_t release = direction_next_release(d)
+    cdef int64_t change = schedule_next_ns(d)
+    if change >= 0 and (release < 0 or change < release):
+        return change
+    return release
+
+
+cdef inline void tq_place(Engine e, int pos, int i) noexcept nogil:
+    e.tq[pos] = i
+    e.dirs[i].tq_pos = pos
+
+
+cdef void tq_sift_up(Engine e, int pos) noexcept nogil:
+    cdef int i = e.tq[pos]
+    cdef int parent
+    cdef int64_t key = e.dirs[i].tq_key
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if e.dirs[e.tq[parent]].tq_key <= key:
+            break
+        tq_place(e, pos, e.tq[parent])
+        pos = parent
+    tq_place(e, pos, i)
+
+
+cdef void tq_sift_down(Engine e, int pos) noexcept nogil:
+    cdef int i = e.tq[pos]
+    cdef int child
+    cdef int64_t key = e.dirs[i].tq_key
+    while True:
+        child = 2 * pos + 1
+        if child >= e.tq_len:
+            break
+        if child + 1 < e.tq_len and e.dirs[e.tq[child + 1]].tq_key < e.dirs[e.tq[child]].tq_key:
+            child += 1
+        if key <= e.dirs[e.tq[child]].tq_key:
+            break
+        tq_place(e, pos, e.tq[child])
+        pos = child
+    tq_place(e, pos, i)
+
+
+cdef void tq_remove(Engine e, int pos) noexcept nogil:
+    cdef int gone = e.tq[pos]
+    cdef int last
+    e.tq_len -= 1
+    e.dirs[gone].tq_pos = -1
+    if pos < e.tq_len:
+        last = e.tq[e.tq_len]
+        tq_place(e, pos, last)
+        tq_sift_up(e, pos)
+        tq_sift_down(e, e.dirs[last].tq_pos)
+
+
+cdef void tq_update(Engine e, int i) noexcept nogil:
+    """Re-key direction i after its packets or schedule changed."""
+    cdef Direction *d = &e.dirs[i]
+    cdef int64_t key = direction_deadline(d)
+    cdef int64_t old
+    if d.tq_pos < 0:
+        if key < 0:
+            return
+        d.tq_key = key
+        tq_place(e, e.tq_len, i)
+        e.tq_len += 1
+        tq_sift_up(e, e.tq_len - 1)
+    elif key < 0:
+        tq_remove(e, d.tq_pos)
+    else:
+        old = d.tq_key
+        d.tq_key = key
+        if key < old:
+            tq_sift_up(e, d.tq_pos)
+        elif key > old:
+            tq_sift_down(e, d.tq_pos)
+
+
+cdef void serve_due(Engine e, int i, int64_t now) noexcept nogil:
+    """A direction whose deadline has come: its scheduled changes, then its releases."""
+    cdef Direction *d = &e.dirs[i]
+    cdef int64_t change = schedule_next_ns(d)
+    cdef int64_t t
+    if change >= 0 and change <= now:
+        # Frames still in the socket arrived before now: judge them first
+        # (each on its own stamp), then apply what is due with no frame left
+        # that could have arrived before it.
+        while receive_batch(e, i) == e.batch:
+            pass
+        t = clock_ns()
+        schedule_apply_due(d, t, t)
+    release_due(e, i, now)
+
+
+# ------------------------------------------------------------------ the loop
+
 cdef void engine_loop(Engine e) noexcept nogil:
-    cdef int i, r
-    cdef int64_t now, deadline, next_release, wait
+    cdef int i, j, r, n_due
+    cdef int64_t now, deadline, wait, t_wait
+    cdef int64_t woke = 0
     cdef timespec timeout, nap
     cdef int64_t need
     cdef bint forced
     cdef uint64_t want, drained
     while not csp_load_int(&e.stop_flag):
         if csp_load_int(&e.control_flag):
+            # rare (a live change): a pass over every direction is fine here
             csp_store_int(&e.control_flag, 0)
             for i in range(e.n_dirs):
                 direction_take_pending(&e.dirs[i])
+                direction_take_schedule(&e.dirs[i])
+                tq_update(e, i)
         now = clock_ns()
-        deadline = -1
-        for i in range(e.n_dirs):
-            release_due(e, i, now)
-            next_release = direction_next_release(&e.dirs[i])
-            if next_release >= 0 and (deadline < 0 or next_release < deadline):
-                deadline = next_release
+        # Every due direction leaves the queue before any is served: one
+        # whose socket is full (EAGAIN) stays due without starving the rest.
+        n_due = 0
+        while e.tq_len > 0 and e.dirs[e.tq[0]].tq_key <= now:
+            e.due[n_due] = e.tq[0]
+            n_due += 1
+            tq_remove(e, 0)
+        for j in range(n_due):
+            serve_due(e, e.due[j], now)
+            tq_update(e, e.due[j])
+        deadline = e.dirs[e.tq[0]].tq_key if e.tq_len > 0 else -1
         # Counters are consistent here: between whole packets.
         want = csp_load_u64(&e.snap_request)
         if want != csp_load_u64(&e.snap_done):
@@ -415,7 +716,7 @@ cdef void engine_loop(Engine e) noexcept nogil:
         # then stalls it for tens of ms. A steady stream keeps every deadline
         # inside the spin window, so the loop would never sleep: it makes sure
         # it has slept at least doze_ns in every max_spin_ns window, with an
-        # uninterruptible sleep (a ppoll sleep ends at the next frame).
+        # uninterruptible sleep (an epoll sleep ends at the next frame).
         # The nap goes where it delays nothing: once the window is over, at
         # the first moment the next release is further away than the nap
         # plus a wake-up guard; only after two windows without such a moment
@@ -435,25 +736,42 @@ cdef void engine_loop(Engine e) noexcept nogil:
                 now = clock_ns()
                 e.window_start_ns = now
                 e.window_slept_ns = 0
+        # A spell of work longer than the stall threshold since the last
+        # wake-up: deadlines passed unserved (preempted, throttled, frozen).
+        t_wait = clock_ns()
+        if woke > 0 and t_wait - woke > e.stall_threshold_ns:
+            note_stall(e, woke, t_wait - woke)
         if deadline < 0:
-            r = ppoll(e.pfds, e.n_dirs + 1, NULL, NULL)
-            e.window_slept_ns += clock_ns() - now
+            r = epoll_pwait2(e.epfd, e.events, MAX_EVENTS, NULL, NULL)
+            woke = clock_ns()
+            e.window_slept_ns += woke - now
         else:
             wait = deadline - now - e.spin_ns
             if wait <= 0:
+                wait = 0
                 timeout.tv_sec = 0      # inside the spin window: poll, do not sleep
                 timeout.tv_nsec = 0
-                r = ppoll(e.pfds, e.n_dirs + 1, &timeout, NULL)
+                r = epoll_pwait2(e.epfd, e.events, MAX_EVENTS, &timeout, NULL)
+                woke = clock_ns()
             else:
                 timeout.tv_sec = wait // 1000000000
                 timeout.tv_nsec = wait % 1000000000
-                r = ppoll(e.pfds, e.n_dirs + 1, &timeout, NULL)
-                e.window_slept_ns += clock_ns() - now
+                r = epoll_pwait2(e.epfd, e.events, MAX_EVENTS, &timeout, NULL)
+                woke = clock_ns()
+                e.window_slept_ns += woke - now
+            # Back later than asked by more than the threshold (timed out,
+            # woken by a frame or interrupted: a stop signal ends the wait
+            # with EINTR): the loop was not running when it should have been
+            # (a VM's vCPU not scheduled, a frozen process), not sleeping.
+            if woke - (t_wait + wait) > e.stall_threshold_ns:
+                note_stall(e, t_wait + wait, woke - (t_wait + wait))
         if r <= 0:
             continue
         e.wakeups += 1
-        if e.pfds[e.n_dirs].revents:
-            read(e.wake_fd, &drained, sizeof(drained))
-        for i in range(e.n_dirs):
-            if e.pfds[i].revents:
+        for j in range(r):
+            i = <int>e.events[j].data.u32
+            if i == e.n_dirs:
+                read(e.wake_fd, &drained, sizeof(drained))
+            else:
                 receive_batch(e, i)
+                tq_update(e, i)

@@ -66,7 +66,7 @@ def offline_run(dict params, arrivals_ns, lengths, uint64_t seed=1, *,
             memcpy(frame, &ident, 8)
             in_flight_before = d.heap_len
             take = d.counters
-            pipeline_admit(&d, now, frame, length, max_frame)
+            pipeline_admit(&d, now, now, frame, length, max_frame)
             if d.heap_len == in_flight_before:
                 # No copy got in: record why (the first reason counted).
                 for r in range(N_DROP_REASONS):

@@ -8,7 +8,8 @@
     caspian stats [--json]
     caspian bench [--json]
 
-Exit codes: 0 success, 1 a check failed, 2 bad input or environment (one
+Exit codes: 0 success, 1 a check failed, 3 inconclusive (the run's own
+error could have flipped a check: docs/verdicts.md), 2 bad input or environment (one
 line on stderr naming the input and the fix).
 """
 
@@ -47,12 +48,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.plan is not None:
+        return _print_plan(args)
     from emulator.network.signals import install_teardown_handlers
     from emulator.testbed import Testbed
 
     topology = _load(args.file)
     _root_required()
-    testbed = Testbed(topology, state_root=args.state_root, seed=args.seed)
+    testbed = Testbed(topology, state_root=args.state_root, seed=args.seed, shards=args.shards)
     restore = install_teardown_handlers()
     try:
         testbed.start()
@@ -62,9 +65,31 @@ def cmd_up(args: argparse.Namespace) -> int:
     restore()
     assert testbed.state is not None
     print(f"caspian: testbed {testbed.state.prefix} is up ({len(topology.nodes)} nodes, "
-          f"{len(topology.links)} links; engine pid {testbed.engine_pid})")
+          f"{len(topology.links)} links; engine pid {testbed.engine_pid}, "
+          f"{testbed.engine_options.shards} shard{'s' if testbed.engine_options.shards != 1 else ''})")
     print(f"  try: caspian exec {topology.nodes[0].name} -- ping {topology.nodes[-1].name}")
     print("  stop it with: caspian down")
+    return EXIT_OK
+
+
+#: the run prefix a printed plan uses: a real `caspian up` draws a fresh one
+PLAN_PREFIX = "csp00000"
+
+
+def _print_plan(args: argparse.Namespace) -> int:
+    """`caspian up --plan FILE`: print what `up` would create (JSON or a listing); create nothing."""
+    from emulator.engine.fastpath import EngineOptions
+    from emulator.network.plan import network_plan
+
+    if args.file is not None:
+        raise InputError("give the topology either as FILE or after --plan, not both")
+    topology = _load(args.plan or None)
+    plan = network_plan(topology, PLAN_PREFIX, rx_cpus=EngineOptions().receive_cpu_mask())
+    if args.json:
+        json.dump(plan.to_dict(), sys.stdout, indent=1)
+        print()
+    else:
+        sys.stdout.write(plan.describe())
     return EXIT_OK
 
 
@@ -110,9 +135,37 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return EXIT_FAILED  # not reached: exec replaces this process
 
 
+def _link_options_from_words(args: argparse.Namespace) -> None:
+    """Options written after LINK: argparse leaves them in the netem words
+    (REMAINDER); take --direction, --carrier and --run back out of there."""
+    words: list[str] = []
+    tokens = list(args.words)
+    while tokens:
+        token = tokens.pop(0)
+        name, _, value = token.partition("=")
+        if name in ("--direction", "--run"):
+            if not value:
+                if not tokens:
+                    raise InputError(f"{name} needs a value", fix=f"e.g. {name} europe" if name == "--direction" else "")
+                value = tokens.pop(0)
+            setattr(args, name[2:], value)
+        elif token == "--carrier":
+            args.carrier = True
+        elif token.startswith("--"):
+            raise InputError(f"unknown option {token!r} for `caspian link {args.action}`",
+                             fix="options: --direction NODE, --carrier, --run PREFIX")
+        else:
+            words.append(token)
+    args.words = words
+    if words and args.action != "set":
+        raise InputError(f"`caspian link {args.action}` takes no netem words ({' '.join(words)!r})",
+                         fix="netem words go with `caspian link set LINK ...`")
+
+
 def cmd_link(args: argparse.Namespace) -> int:
     from emulator.testbed import Testbed, find_run
 
+    _link_options_from_words(args)
     _root_required()
     testbed = Testbed.attach(find_run(args.run, args.state_root))
     engine = testbed.engine
@@ -124,15 +177,17 @@ def cmd_link(args: argparse.Namespace) -> int:
                 raise InputError(f"no link named {name!r}", fix=f"links are: {', '.join(stats)}")
             entry = stats[name]
             a, b = entry["ends"]
-            state = "CUT" if entry["cut"] else "up"
-            print(f"{name}: {a} <-> {b} [{state}]")
-            print(f"  {a} -> {b}: {entry['a_to_b']['params']}")
-            print(f"  {b} -> {a}: {entry['b_to_a']['params']}")
+            print(f"{name}: {a} <-> {b}")
+            for label, src, dst in (("a_to_b", a, b), ("b_to_a", b, a)):
+                state = "CUT" if entry[label].get("cut", entry["cut"]) else "up"
+                print(f"  {src} -> {dst} [{state}]: {entry[label]['params']}")
         return EXIT_OK
     if not args.link:
         raise InputError(f"`caspian link {args.action}` needs a LINK name")
+    if args.carrier and args.action != "cut":
+        raise InputError("--carrier goes with `caspian link cut`", fix="restore brings carrier back by itself")
     if args.action == "cut":
-        engine.cut(args.link, args.direction)
+        engine.cut(args.link, args.direction, carrier=args.carrier)
     elif args.action == "restore":
         engine.restore(args.link, args.direction)
     elif args.action == "set":
@@ -184,13 +239,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario or DEFAULT_TOPOLOGY_PATH)
     if not scenario.traffic and not scenario.assertions:
         scenario = implicit_scenario(scenario)
+    if args.repeat_inconclusive < 0:
+        raise InputError(f"--repeat-inconclusive is {args.repeat_inconclusive}",
+                         fix="give 0 (run once) or how many times to run again after an inconclusive run")
     _root_required()
     report_dir = args.report or os.path.join("reports", scenario.name)
     # SIGTERM/SIGINT become exceptions, so the testbed is torn down on the way out
     restore = install_teardown_handlers()
     try:
-        report = _with_progress(scenario, lambda progress: run_scenario(
-            scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+        for attempt in range(args.repeat_inconclusive + 1):
+            report = _with_progress(scenario, lambda progress: run_scenario(
+                scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+            if report.verdict != "inconclusive" or attempt == args.repeat_inconclusive:
+                break
+            reasons = "; ".join(f"{a.metric}: {a.reason}" for a in report.inconclusive)
+            print(f"caspian: run {attempt + 1} inconclusive ({reasons}); running again", file=sys.stderr)
     finally:
         restore()
     written = write_all(report, report_dir)
@@ -244,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--report", metavar="DIR", help="where report.json and the plots go (default: reports/NAME)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML here (always in the report dir)")
+    p.add_argument("--repeat-inconclusive", type=int, default=0, metavar="N",
+                   help="run again, up to N times, while the verdict is inconclusive (exit 3)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a topology file without creating anything")
@@ -253,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="build a testbed that stays up until `caspian down`")
     p.add_argument("file", nargs="?")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--plan", metavar="FILE", nargs="?", const="",
+                   help=f"print every kernel object `up` would make for FILE (default topology if none; "
+                        f"run prefix {PLAN_PREFIX}) and create nothing")
+    p.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
+    p.add_argument("--shards", type=int, default=None, metavar="N",
+                   help="engine loops sharing the links (default: the file's engine.shards, else 1 on <= 2 CPUs)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="remove a testbed (or, with --all, every recorded run)")
@@ -271,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("link", nargs="?")
     p.add_argument("words", nargs=argparse.REMAINDER, help="netem words: delay 5ms jitter 1ms loss 1%% rate 1gbit ...")
     p.add_argument("--direction", default="both", help="both (default), a_to_b, b_to_a or the sending node's name")
+    p.add_argument("--carrier", action="store_true",
+                   help="cut: also take the link's interfaces down in both nodes (loss of light)")
     p.add_argument("--run", help="run prefix (default: the only one)")
     p.set_defaults(func=cmd_link)
 
@@ -281,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the fast path against the kernel bridge on the same veths")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--runs", type=int, default=3, help="alternating rounds (medians reported)")
+    p.add_argument("--runs", type=int, default=3, help="alternating rounds, and scale runs (medians reported)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    p.add_argument("--only", help="comma list of parts: throughput,delay,rate,memory (default: all)")
+    p.add_argument("--only", help="comma list of parts: throughput,delay,rate,memory,scale (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -52,6 +52,20 @@ class CaspianTestbed:
 
     # cut / restore / set / stats / popen come from the Testbed
 
+    def run(self, scenario: Any = None) -> Any:
+        """Play the scenario's traffic, timeline and assertions on this testbed and
+        judge them as CI should: a failed assertion fails the test (naming each),
+        an inconclusive run (the machine, not the network, could have flipped an
+        assertion: docs/verdicts.md) skips it with the reason; the Report."""
+        report = self.testbed.run(scenario)
+        if report.verdict == "fail":
+            lines = [f"{a.metric} {a.bound}: {a.message()}" for a in report.failed] + report.errors
+            raise AssertionError("caspian scenario failed: " + "; ".join(lines))
+        if report.verdict == "inconclusive":
+            pytest.skip("caspian verdict inconclusive: " + "; ".join(f"{a.metric}: {a.reason}"
+                                                                       for a in report.inconclusive))
+        return report
+
     def probe(self, src: str, dst: str, seconds: float = 2.0, rate: float = 1000, size: int = 64) -> dict[str, Any]:
         """Send caspian probes from `src` to `dst` for `seconds`; the analysed metrics (as `probe.*` in a report)."""
         from emulator.traffic import analysis, probe

@@ -21,13 +21,18 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from emulator.engine.counters import invariant_holds
-from emulator.errors import EnvironmentProblem, TestbedError
+from emulator.errors import EngineError, EnvironmentProblem, TestbedError
+from emulator.measure.fidelity import summarize as summarize_fidelity
+from emulator.measure.host import HostLoad, HostSampler
 from emulator.report.report import AssertionResult, Report, TimelineMark, collect_versions
+from emulator.report.verdict import judge
 from emulator.scenario.scenario import START_STEP, Event, Scenario, TrafficSpec
 from emulator.traffic import analysis, iperf, probe
 
 #: Lead time between starting the tools and the scenario's t = 0.
-LEAD_S = 1.0
+#: Probe senders start at once and wait for t0 themselves: their start-up (scapy's import)
+#: takes 0.3-1 s on a busy CPU, and a sender that is not ready at t0 starts late.
+LEAD_S = 1.5
 #: Time after the end for the last probes and iperf3 reports to arrive.
 GRACE_S = 1.0
 #: How long after a restore the stream counts as disturbed (for loss_outside_events_pct).
@@ -38,7 +43,23 @@ LEAD_IN_NS = 100_000_000
 #: (each router's FIB update lands within a few ms of its route message)
 ROUTE_SETTLE_NS = 200_000_000
 PROBE_BASE_PORT = 7000
+#: probe senders up to this rate run at real-time priority (below the engine's): a sender
+#: at normal priority shares its CPU with the routing daemons, iperf3 and the traces'
+#: start-up and was seen leaving probes 100-300 ms late, a gap the network never made.
+#: It takes the priority only once ready to send (its start-up would hold the CPU the
+#: receivers start on); then it sleeps until 0.3 ms before each slot and spins the rest
+#: (probe.SLEEP_MARGIN_NS),
+#: so at 1 kHz it holds the CPU at most 30 % of the time; faster senders would spin
+#: all the time and starve everything else on that CPU, so they stay at normal priority
+PROBE_REALTIME_MAX_PPS = 1000
+PROBE_REALTIME_PRIORITY = 1
 IPERF_BASE_PORT = 5201
+#: the engine's release-lateness time bins (fidelity: spans line up with the timeline)
+FIDELITY_BIN_NS = 100_000_000
+#: a gap in the engine's loop longer than this is a stall: the p99 wake-up error of a
+#: real-time thread here is ~51 µs and its max 0.5-4.8 ms (cyclictest, DESIGN.md); 1 ms
+#: is one probe interval at 1 kHz, the finest a probe stream can see
+STALL_THRESHOLD_NS = 1_000_000
 #: failover traces (dynamic routing): the path is traced this long before each step and before the end
 TRACE_BEFORE_NS = 500_000_000
 #: ... and each trace process is started this much earlier (it imports scapy first, then waits)
@@ -78,6 +99,9 @@ class ScenarioRun:
         self.routing_on = getattr(testbed, "routing", None) is not None
         self.watcher: Any = None
         self.applied: list[tuple[str, str, str, int]] = []   # (label, kind, link, t_ns) per timeline event
+        self.scheduled = False                               # the engine holds this run's timeline
+        self.summaries: dict[str, dict[str, Any]] = {}       # probe stream -> its sender's summary
+        self.host: HostSampler | None = None
         self.traces: dict[str, subprocess.Popen] = {}        # "before:<label>" / "final" -> trace process
         probes = [s for s in self.streams if s.spec.kind == "probe"]
         self.trace_stream = probes[0] if probes else None
@@ -104,13 +128,29 @@ class ScenarioRun:
             else:
                 s.receiver = self._start(spec.target, iperf.server_argv(s.port), f"iperf3 server {spec.name}")
 
+    def _wait_receivers_bound(self, timeout_s: float = 10.0) -> None:
+        """Wait until every probe receiver's socket is bound (seen in its own
+        namespace's /proc/PID/net/udp): a receiver still starting on a busy CPU
+        would lose the first probes, a loss the network never made."""
+        deadline = time.monotonic() + timeout_s
+        for s in self.streams:
+            if s.spec.kind != "probe" or s.receiver is None:
+                continue
+            table = f"/proc/{s.receiver.pid}/net/{'udp6' if s.spec.ipv6 else 'udp'}"
+            while not udp_port_bound(table, s.port):
+                if s.receiver.poll() is not None or time.monotonic() > deadline:
+                    break  # it failed or is very slow: its stream reports the loss, _wait the exit code
+                time.sleep(0.02)
+        time.sleep(0.05)  # the rest of the receivers' set-up (stop handlers) after bind
+
     def _start_sender(self, s: _Stream) -> None:
         spec = s.spec
         stop_ns = spec.stop_ns if spec.stop_ns is not None else self.scenario.duration_ns
         if spec.kind == "probe":
             s.files["summary"] = os.path.join(self.workdir, f"{spec.name}.summary")
             argv = probe.sender_argv(spec.target, s.port, spec.rate, spec.size, self.t0_ns + spec.start_ns,
-                                     self.t0_ns + stop_ns, s.files["summary"], spec.ipv6)
+                                     self.t0_ns + stop_ns, s.files["summary"], spec.ipv6,
+                                     PROBE_REALTIME_PRIORITY if spec.rate <= PROBE_REALTIME_MAX_PPS else 0)
             s.sender = self._start(spec.source, argv, f"probe sender {spec.name}")
         else:
             s.files["iperf"] = os.path.join(self.workdir, f"{spec.name}.iperf.json")
@@ -121,48 +161,83 @@ class ScenarioRun:
 
     # -- the timeline ----------------------------------------------------------
 
-    def _apply(self, event: Event, label: str | None = None) -> None:
-        engine = self.testbed.engine
-        if label is not None:
-            self.applied.append((label, label.rstrip("0123456789"), event.link, time.time_ns()))
-        if event.kind == "cut":
-            engine.cut(event.link, event.direction)
-            self.cut_windows.setdefault(event.link, []).append([time.time_ns(), -1])
-        elif event.kind == "restore":
-            engine.restore(event.link, event.direction)
-            windows = self.cut_windows.get(event.link, [])
-            if windows and windows[-1][1] < 0:
-                windows[-1][1] = time.time_ns()
-        elif event.kind == "set":
-            if event.direction == "both":
-                engine.set(event.link, event.params, "a_to_b")
-                engine.set(event.link, event.params_b_to_a or event.params, "b_to_a")
-            else:
-                engine.set(event.link, event.params, event.direction)
-        done_ns = time.time_ns()
-        self.marks.append(TimelineMark((done_ns - self.t0_ns) / 1e9, event.kind, event.link,
-                                       event.words if event.kind == "set" else event.direction))
+    def _schedule_timeline(self, steps: list[tuple[Event, str | None]]) -> None:
+        """Hand every timeline step to the engine before t0: it applies each at
+        its instant on its own clock, judged on each frame's arrival stamp."""
+        events = []
+        for step, label in steps:
+            at_ns = self.t0_ns + step.at_ns
+            event: dict[str, Any] = {"at_ns": at_ns, "link": step.link, "kind": step.kind,
+                                     "direction": step.direction, "label": label, "mode": step.mode}
+            if step.kind == "set":
+                event["params"] = step.params.to_dict()
+                if step.direction == "both" and step.params_b_to_a is not None:
+                    event["params_b_to_a"] = step.params_b_to_a.to_dict()
+            events.append(event)
+            if label is not None:
+                self.applied.append((label, label.rstrip("0123456789"), step.link, at_ns))
+            if step.kind == "cut":
+                self.cut_windows.setdefault(step.link, []).append([at_ns, -1])
+            elif step.kind == "restore":
+                windows = self.cut_windows.get(step.link, [])
+                if windows and windows[-1][1] < 0:
+                    windows[-1][1] = at_ns
+            self.marks.append(TimelineMark(step.at_ns / 1e9, step.kind, step.link,
+                                           step.words if step.kind == "set" else step.direction))
+        self.testbed.engine.schedule(events)
+        self.scheduled = bool(events)
+
+    def timeline_status(self) -> list[dict[str, Any]]:
+        """Each timeline step: scheduled and applied time (s from t0), the
+        engine's application error, and the arrival stamps either side of it."""
+        if not self.scheduled:
+            return []
+        out = []
+        for event in self.testbed.engine.schedule_status():
+            applied = [d["applied_ns"] for d in event["directions"].values()]
+            entry: dict[str, Any] = {
+                "label": event.get("label"), "kind": event["kind"], "link": event["link"],
+                "direction": event.get("direction", "both"),
+                "scheduled_s": (event["at_ns"] - self.t0_ns) / 1e9,
+                "applied_s": None, "apply_error_us": None,
+            }
+            if applied and None not in applied:
+                entry["applied_s"] = (max(applied) - self.t0_ns) / 1e9
+                entry["apply_error_us"] = (max(applied) - event["at_ns"]) / 1e3
+            if event.get("mode") == "carrier" or "carrier_applied_ns" in event:
+                # the interfaces taken down (a carrier cut) or brought back (its restore)
+                entry["mode"] = event.get("mode", "silent")
+                carrier = event.get("carrier_applied_ns")
+                entry["carrier_applied_s"] = (carrier - self.t0_ns) / 1e9 if carrier is not None else None
+            for name, d in event["directions"].items():
+                entry[name] = {
+                    key.replace("_ns", "_s"): (d[key] - self.t0_ns) / 1e9 if d[key] is not None else None
+                    for key in ("applied_ns", "last_before_ns", "first_after_ns")
+                }
+            out.append(entry)
+        return out
 
     def play(self) -> None:
         """Start traffic and play the timeline; returns at the scenario's end."""
+        self.host = HostSampler().start()
         self._start_receivers()
-        time.sleep(0.3)  # receivers bound before the first probe
+        self._wait_receivers_bound()
         self.t0_ns = time.time_ns() + int(LEAD_S * 1e9)
+        # the engine's lateness time bins start at t0, its stall count now
+        self.testbed.engine.set_fidelity(self.t0_ns, FIDELITY_BIN_NS, STALL_THRESHOLD_NS)
         # Work items in time order: (time from t0, what). Senders of probes are
         # started at once (they wait for their own start time: exact); iperf3
         # clients are started at their start time.
         items: list[tuple[int, int, Callable[[], None], str]] = []
         for i, s in enumerate(self.streams):
             at = 0 if s.spec.kind == "probe" else s.spec.start_ns
-            items.append((at - int(LEAD_S * 1e9) // 2 if s.spec.kind == "probe" else at, i,
+            items.append((at - int(LEAD_S * 1e9) if s.spec.kind == "probe" else at, i,
                           lambda s=s: self._start_sender(s), f"start {s.spec.name}"))
         labels = {id(event): label for label, event in self.scenario.measured_steps()}
         steps = sorted(((step, labels[id(event)] if k == 0 else None)
                         for event in self.scenario.timeline for k, step in enumerate(event.expand())),
                        key=lambda pair: pair[0].at_ns)   # as Scenario.steps(), with the labels
-        for j, (step, label) in enumerate(steps):
-            items.append((step.at_ns, len(self.streams) + j, lambda step=step, label=label: self._apply(step, label),
-                          f"{step.kind} {step.link}"))
+        self._schedule_timeline(steps)
         if self.routing_on:
             self._start_watcher()
             if self.trace_stream is not None and self.scenario.timeline:
@@ -230,6 +305,7 @@ class ScenarioRun:
             try:
                 if s.spec.kind == "probe":
                     summary = probe.load_summary(s.files["summary"])
+                    self.summaries[name] = summary
                     records = probe.load_records(s.files["records"])
                     if s is self.trace_stream:
                         trace_records = (records, summary)
@@ -274,8 +350,8 @@ class ScenarioRun:
         return results
 
     def _failover(self, route_events: list, traces: dict[str, Any], trace_records: Any) -> dict[str, Any]:
-        """`routing.<step>.<metric>` (emulator.routing.failover) and a "route" mark per router and step."""
-        from emulator.routing import failover
+        """`routing.<step>.<metric>` (emulator.routing.failover, .convergence) and a "route" mark per router and step."""
+        from emulator.routing import convergence, failover
 
         end_ns = self.t0_ns + self.scenario.duration_ns + int(GRACE_S * 1e9)
         steps = failover.step_windows(self.applied, end_ns)
@@ -293,6 +369,17 @@ class ScenarioRun:
             for step in steps:
                 outages[step.label] = failover.window_outage_ns(received, summary["sent"], summary["interval_ns"],
                                                                 step.t_ns, step.end_ns)
+        # RFC 6412/6413 figures: the first probe stream (the traced one) first, then the others (route-specific)
+        streams = [] if trace_records is None else [convergence.ProbeStream(
+            trace_records[0], trace_records[1]["sent"], trace_records[1]["interval_ns"], trace_records[1]["first_ns"])]
+        for s in self.streams if streams else ():
+            if s.spec.kind == "probe" and s is not self.trace_stream:
+                try:
+                    summary = probe.load_summary(s.files["summary"])
+                    streams.append(convergence.ProbeStream(probe.load_records(s.files["records"]), summary["sent"],
+                                                           summary["interval_ns"], summary["first_ns"]))
+                except (OSError, ValueError, KeyError):
+                    continue   # the stream's own metrics already say why it has no result
         for t_ns, router, count in failover.route_marks(steps, route_events):
             self.marks.append(TimelineMark((t_ns - self.t0_ns) / 1e9, "route", router,
                                            f"{count} route change{'s' if count != 1 else ''}"))
@@ -307,11 +394,25 @@ class ScenarioRun:
                 self.marks.append(TimelineMark((detected.t_ns - self.t0_ns) / 1e9, detected.kind, detected.router,
                                                failover.describe(detected)))
         self.marks.sort(key=lambda m: m.t_s)
-        return failover.failover_metrics(steps, route_events, traces_before=before, traces_after=after,
-                                         outages_ns=outages, state_events=state_events)
+        directions = {label: event.direction for label, event in self.scenario.measured_steps()}
+        metrics = failover.failover_metrics(steps, route_events, traces_before=before, traces_after=after,
+                                            outages_ns=outages, state_events=state_events,
+                                            bfd_windows_ns=failover.bfd_windows_ns(steps, self.scenario.topology,
+                                                                                   directions))
+        metrics.update(convergence.convergence_metrics(steps, streams))
+        return metrics
 
     def abort(self) -> None:
-        """Stop every process this run started, at once (by PID; teardown would too)."""
+        """Stop every process this run started, at once (by PID; teardown would too),
+        and take back the timeline the engine still holds (a testbed left up
+        must not be cut later by a run that is over)."""
+        if self.scheduled:
+            try:
+                self.testbed.engine.schedule([])
+            except (EngineError, OSError):
+                pass  # the engine is gone: nothing left to take back
+        if self.host is not None:
+            self.host.stop()
         if self.watcher is not None:
             self.watcher.stop()
         procs = [p for s in self.streams for p in (s.sender, s.receiver) if p is not None and p.poll() is None]
@@ -332,12 +433,37 @@ class ScenarioRun:
         return analysis.disturbance_windows(spans, route_changes_ns, lead_in_ns=LEAD_IN_NS,
                                             recovery_ns=RECOVERY_NS, settle_ns=ROUTE_SETTLE_NS)
 
-    def cut_total_ms(self) -> float:
+    def cut_total_ms(self, timeline: list[dict[str, Any]] | None = None) -> float:
+        """Total time links were cut, from the instants the engine applied the
+        cuts and restores (the scheduled ones where the engine gave none)."""
+        windows = self.cut_windows
+        if timeline:
+            windows = {}
+            for entry in timeline:
+                at = self.t0_ns + int(round((entry["applied_s"] if entry["applied_s"] is not None
+                                             else entry["scheduled_s"]) * 1e9))
+                if entry["kind"] == "cut":
+                    windows.setdefault(entry["link"], []).append([at, -1])
+                elif entry["kind"] == "restore":
+                    spans = windows.get(entry["link"], [])
+                    if spans and spans[-1][1] < 0:
+                        spans[-1][1] = at
         total = 0
-        for spans in self.cut_windows.values():
+        for spans in windows.values():
             for start, end in spans:
                 total += (end if end > 0 else self.t0_ns + self.scenario.duration_ns) - start
         return total / 1e6
+
+
+def udp_port_bound(table_path: str, port: int) -> bool:
+    """True when /proc/.../net/udp (or udp6) lists a socket bound to local `port`."""
+    try:
+        with open(table_path) as fh:
+            lines = fh.readlines()[1:]
+    except OSError:
+        return False
+    wanted = f":{port:04X}"
+    return any(line.split()[1].endswith(wanted) for line in lines if len(line.split()) > 1)
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float, role: str, errors: list[str], terminated: bool = False) -> None:
@@ -411,19 +537,29 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
             raise
         metrics, series = run.stop_and_collect()
         stats = testbed.stats()
+        timeline = run.timeline_status()
+        engine_fidelity = testbed.engine.fidelity()
+    host = run.host.stop() if run.host is not None else HostLoad(0.0, None)
     metrics.update(link_metrics(stats))
-    metrics["events.cut_total_ms"] = run.cut_total_ms()
+    metrics["events.cut_total_ms"] = run.cut_total_ms(timeline)
+    errors_us = [e["apply_error_us"] for e in timeline if e["apply_error_us"] is not None]
+    metrics["events.apply_error_max_us"] = max(errors_us) if errors_us else None
+    fidelity = summarize_fidelity(engine_fidelity, stats, host, run.t0_ns, run.summaries,
+                                  metrics["events.apply_error_max_us"])
     errors = list(run.errors)
     for name, entry in stats.items():
         for direction in ("a_to_b", "b_to_a"):
             if not invariant_holds(entry[direction]):
                 errors.append(f"link {name} {direction}: counters do not add up (engine bug)")
     results = [AssertionResult.from_assertion(a, metrics.get(a.metric)) for a in scenario.assertions]
+    for result in results:
+        result.verdict, result.reason = judge(result, fidelity)
     return Report(
         scenario=scenario.name, source=scenario.source, seed=testbed.seed, started_at=started_at,
         duration_s=scenario.duration_ns / 1e9, wall_s=time.monotonic() - wall_start,
         versions=collect_versions(), metrics=metrics, assertions=results, marks=run.marks, series=series,
-        links=stats, scenario_text=scenario.text, errors=errors,
+        links=stats, scenario_text=scenario.text, errors=errors, timeline=timeline,
+        fidelity=fidelity.to_dict(),
     )
 
 

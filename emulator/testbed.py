@@ -19,12 +19,14 @@ import hashlib
 import os
 import subprocess
 import time
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Sequence
 
 from emulator.engine.control import EngineClient
 from emulator.engine.fastpath import EngineOptions, LinkSpec
 from emulator.engine.process import EngineProcess
+from emulator.engine.shards import default_shards
 from emulator.errors import EngineError, InputError, TestbedError
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
@@ -37,6 +39,23 @@ from emulator.scenario.topology import Topology
 FRAME_OVERHEAD_BYTES = 18
 #: How long routing daemons may take to give every router a route to every node
 CONVERGENCE_TIMEOUT_S = 30.0
+
+
+def engine_shards(topology: Topology, asked: int | None) -> int:
+    """Engine loops for `topology`: as asked (`--shards`), else as the file says
+    (`engine: {shards: N}`), else this machine's default (never more than links).
+
+    Raises InputError for fewer than one shard or more shards than links,
+    before anything is created."""
+    chosen = asked if asked is not None else topology.engine_shards
+    if chosen is None:
+        return max(1, min(default_shards(len(os.sched_getaffinity(0))), len(topology.links)))
+    if chosen < 1:
+        raise InputError(f"--shards is {chosen}", fix="use 1 or more shards")
+    if chosen > max(1, len(topology.links)):
+        raise InputError(f"--shards is {chosen} but the topology has {len(topology.links)} link(s)",
+                         fix=f"use at most {max(1, len(topology.links))}: each shard forwards at least one whole link")
+    return chosen
 
 
 def direction_seed(run_seed: int, link_index: int, direction: int) -> int:
@@ -55,6 +74,7 @@ class Testbed:
         state_root: str = DEFAULT_ROOT,
         seed: int | None = None,
         engine_options: EngineOptions | None = None,
+        shards: int | None = None,
     ) -> None:
         self.scenario: Scenario | None = topology if isinstance(topology, Scenario) else None
         if isinstance(topology, Scenario):
@@ -63,7 +83,8 @@ class Testbed:
         self.state_root = state_root
         default_seed = self.scenario.seed if self.scenario else topology.seed
         self.seed = seed if seed is not None else (default_seed if default_seed is not None else 1)
-        self.engine_options = engine_options or EngineOptions()
+        self.engine_options = replace(engine_options or EngineOptions(),
+                                      shards=engine_shards(topology, shards))
         self.state: RunState | None = None
         self.network: Any = None  # emulator.network.testbed.Network once built
         self.engine: EngineClient | None = None
@@ -189,8 +210,9 @@ class Testbed:
         keep_off_engine_cpu(proc.pid, self.engine_options)
         return proc
 
-    def cut(self, link: str, direction: str = "both") -> None:
-        self._client().cut(link, direction)
+    def cut(self, link: str, direction: str = "both", *, carrier: bool = False) -> None:
+        """Cut `link` now: silently (frames vanish), or with `carrier` also its interfaces down."""
+        self._client().cut(link, direction, carrier=carrier)
 
     def restore(self, link: str, direction: str = "both") -> None:
         self._client().restore(link, direction)
@@ -201,6 +223,16 @@ class Testbed:
 
     def stats(self) -> dict[str, Any]:
         return self._client().stats()
+
+    def schedule(self, events: list[dict[str, Any]]) -> None:
+        """Hand the engine timed changes (`at_ns` on CLOCK_REALTIME, `link`, `kind`,
+        `direction`, `params` for set): each applies at its instant, judged on
+        every frame's arrival stamp. Replaces the previous schedule."""
+        self._client().schedule(events)
+
+    def schedule_status(self) -> list[dict[str, Any]]:
+        """The scheduled changes with when the engine applied each, per direction."""
+        return self._client().schedule_status()
 
     def run(self, scenario: Scenario | None = None, *, progress: Any = None) -> Any:
         """Play a scenario's traffic and timeline on this testbed; its `Report`.

@@ -71,6 +71,20 @@ cdef extern from "<poll.h>" nogil:
     int POLLIN
     int ppoll(pollfd *fds, nfds_t nfds, const timespec *tmo, const void *sigmask)
 
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        uint32_t u32
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    # ns timeout (Linux 5.11+, glibc 2.35+): epoll_wait's is whole milliseconds
+    int epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout, const void *sigmask)
+    int EPOLL_CTL_ADD
+    int EPOLLIN
+    int EPOLL_CLOEXEC
+
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
@@ -89,5 +103,8 @@ cdef extern from "caspian_atomic.h" nogil:
     void csp_store_int(int *p, int v)
     uint64_t csp_load_u64(const uint64_t *p)
     void csp_store_u64(uint64_t *p, uint64_t v)
+    int64_t csp_load_i64(const int64_t *p)
+    void csp_store_i64(int64_t *p, int64_t v)
+    void *csp_load_ptr(void **p)
     void *csp_xchg_ptr(void **p, void *v)
     void csp_cpu_relax()

@@ -13,7 +13,10 @@ taken to the bridge of the same round; medians over the rounds are reported
 because these 2-vCPU machines vary ±25 % run to run. Then: delay accuracy
 (one-way delay of timestamped probes vs configured, against the bridge's
 base), rate accuracy (L2 rate at 100 Mbit/s and 1 Gbit/s) and the engine's
-resident memory with 10 idle links.
+resident memory with 10 idle links. `scale` (`emulator.bench.scale`): grid
+bring-up and teardown against the kernel floor, RTT beside 180 idle links and
+engine memory against the link count. Every timing figure is printed beside
+the host's CPU steal and pressure over its window (`emulator.bench.hostload`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Callable
 
 from pyroute2 import IPRoute
 
+from emulator.bench.hostload import describe, host_load
 from emulator.engine.counters import lateness_bound_us
 from emulator.engine.fastpath import EngineOptions, LinkSpec
 from emulator.engine.process import EngineProcess
@@ -238,7 +242,8 @@ def delay_accuracy(bench: Bench) -> dict[str, Any]:
     for name, (params, background) in cases.items():
         bench.engine_up(params)
         try:
-            delays = bench.probes(10_000, background)
+            with host_load() as load:
+                delays = bench.probes(10_000, background)
             link = bench.engine_stats()["bench"]["a_to_b"]
         finally:
             bench.engine_down()
@@ -256,6 +261,7 @@ def delay_accuracy(bench: Bench) -> dict[str, Any]:
             "release_late_p50_below_us": lateness_bound_us(link, 0.5),
             "release_late_p99_below_us": lateness_bound_us(link, 0.99),
             "release_late_max_us": link["release_lateness"]["max_ns"] / 1e3,
+            "host": load.to_dict(),
         }
     return out
 
@@ -295,17 +301,21 @@ def engine_memory(state_root: str) -> dict[str, Any]:
     return {"links": 10, "rss_mib": rss_kib / 1024}
 
 
-PARTS = ("throughput", "delay", "rate", "memory")
+PARTS = ("throughput", "delay", "rate", "memory", "scale")
+#: the parts that use the `src`/`dst` bench link (and iperf3)
+_BENCH_LINK_PARTS = ("throughput", "delay", "rate")
 
 
 def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_root: str = DEFAULT_ROOT,
               only: tuple[str, ...] = PARTS) -> int:
     """Run the benchmark; print a table (or one JSON object). Exit code 0."""
-    if shutil.which("iperf3") is None:
+    if "throughput" in only and shutil.which("iperf3") is None:
         raise EnvironmentProblem("iperf3 is missing (apt-get install iperf3, or run `make bench`)")
-    bench = Bench(duration_s, state_root)
     rounds: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"duration_s": duration_s, "rx_cpus": bench.rx_cpus}
+    result: dict[str, Any] = {"duration_s": duration_s}
+    bench = Bench(duration_s, state_root) if any(part in only for part in _BENCH_LINK_PARTS) else None
+    if bench is not None:
+        result["rx_cpus"] = bench.rx_cpus
     try:
         for r in range(runs if "throughput" in only else 0):
             row: dict[str, Any] = {}
@@ -313,11 +323,13 @@ def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_ro
                 _log(f"round {r + 1}/{runs}: {fwd.name}")
                 fwd.start()
                 try:
-                    tcp = bench.tcp_gbps()
-                    flood = bench.flood(SMALL_FRAME)
+                    with host_load() as load:
+                        tcp = bench.tcp_gbps()
+                        flood = bench.flood(SMALL_FRAME)
                 finally:
                     fwd.stop()
-                row[fwd.name] = {"tcp_gbps": tcp, "pps": flood["pps"], "offered_pps": flood["offered_pps"]}
+                row[fwd.name] = {"tcp_gbps": tcp, "pps": flood["pps"], "offered_pps": flood["offered_pps"],
+                                 "host": load.to_dict()}
             rounds.append(row)
         if rounds:
             result.update(summarize(rounds))
@@ -329,10 +341,16 @@ def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_ro
             _log("rate accuracy")
             result["rate_accuracy"] = rate_accuracy(bench)
     finally:
-        bench.close()
+        if bench is not None:
+            bench.close()
     if "memory" in only:
         _log("memory with 10 idle links")
         result["memory"] = engine_memory(state_root)
+    if "scale" in only:
+        from emulator.bench.scale import scale
+
+        _log("scale: grid bring-up, RTT beside idle links, memory by link count")
+        result["scale"] = scale(state_root, runs)
     if as_json:
         print(json.dumps(result, indent=1))
     else:
@@ -353,6 +371,8 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 best = [r[name][key] / max(r["bridge"][key], r["bridge_no_rps"][key]) for r in rounds
                         if max(r["bridge"][key], r["bridge_no_rps"][key]) > 0]
                 entry[f"{key}_ratio_best_bridge"] = statistics.median(best) if best else None
+        steals = [r[name]["host"]["steal_pct"] for r in rounds if "host" in r[name]]
+        entry["steal_pct_max"] = max(steals) if steals else None
         out[name] = entry
     return out
 
@@ -367,6 +387,10 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"rate {name:<8} measured {c['measured_l2_bps'] / 1e6:.2f} Mbit/s at L2 ({c['error_pct']:+.2f} %)")
     if "memory" in result:
         print(f"engine RSS with {result['memory']['links']} idle links: {result['memory']['rss_mib']:.1f} MiB")
+    if "scale" in result:
+        from emulator.bench.scale import print_scale
+
+        print_scale(result["scale"])
 
 
 def print_throughput(result: dict[str, Any]) -> None:
@@ -375,7 +399,8 @@ def print_throughput(result: dict[str, Any]) -> None:
     cpus = ",".join(str(c) for c in range(64) if mask and int(mask, 16) >> c & 1) or "off"
     print(f"node-side receive steering (RPS) to CPU {cpus}; ratios to `bridge` "
           "(same veths), and in brackets to the better bridge of each round")
-    print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>13} {'64B kpps':>9} {'ratio':>13} {'offered kpps':>13}")
+    print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>13} {'64B kpps':>9} {'ratio':>13} {'offered kpps':>13} "
+          f"{'max steal %':>11}")
     for name in ("bridge", "bridge_no_rps", "engine", "engine_preset"):
         e = result[name]
         if name.startswith("engine"):
@@ -383,7 +408,9 @@ def print_throughput(result: dict[str, Any]) -> None:
             pr = f"{e['pps_ratio']:.2f} [{e['pps_ratio_best_bridge']:.2f}]"
         else:
             tr = pr = "-"
-        print(f"{name:<15} {e['tcp_gbps']:>11.2f} {tr:>13} {e['pps'] / 1e3:>9.0f} {pr:>13} {e['offered_pps'] / 1e3:>13.0f}")
+        steal = "-" if e.get("steal_pct_max") is None else f"{e['steal_pct_max']:.1f}"
+        print(f"{name:<15} {e['tcp_gbps']:>11.2f} {tr:>13} {e['pps'] / 1e3:>9.0f} {pr:>13} {e['offered_pps'] / 1e3:>13.0f} "
+              f"{steal:>11}")
 
 
 def print_delay(d: dict[str, Any]) -> None:
@@ -393,3 +420,4 @@ def print_delay(d: dict[str, Any]) -> None:
               f"max {c['error_max_us']:+.1f} µs  ({c['probes']} probes; configured {d['configured_delay_ns'] / 1e6:.3f} ms)")
         print(f"  engine release lateness: p50 < {c['release_late_p50_below_us']:g} µs, "
               f"p99 < {c['release_late_p99_below_us']:g} µs, max {c['release_late_max_us']:.1f} µs")
+        print(f"  host over the probes: {describe(c.get('host'))}")

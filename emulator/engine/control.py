@@ -15,7 +15,8 @@ from emulator.errors import EngineError, InputError
 from emulator.model.linkparams import LinkParams
 
 #: ops the engine process understands
-OPS = ("ping", "stats", "params", "set", "cut", "restore", "shutdown")
+OPS = ("ping", "stats", "params", "set", "cut", "restore", "schedule", "schedule_status",
+       "set_fidelity", "fidelity", "shutdown")
 
 
 class EngineClient:
@@ -66,11 +67,28 @@ class EngineClient:
     def set(self, link: str, params: LinkParams, direction: str = "both") -> None:
         self.request("set", link=link, direction=direction, params=params.to_dict())
 
-    def cut(self, link: str, direction: str = "both") -> None:
-        self.request("cut", link=link, direction=direction)
+    def cut(self, link: str, direction: str = "both", *, carrier: bool = False) -> None:
+        """Cut a link now; `carrier` also takes its interfaces down in both nodes."""
+        self.request("cut", link=link, direction=direction, carrier=carrier)
 
     def restore(self, link: str, direction: str = "both") -> None:
         self.request("restore", link=link, direction=direction)
+
+    def schedule(self, events: list[dict[str, Any]]) -> None:
+        """Hand the engine a timeline (see FastPath.schedule); replaces the previous one."""
+        self.request("schedule", events=events)
+
+    def schedule_status(self) -> list[dict[str, Any]]:
+        """The scheduled events with when the engine applied each (FastPath.schedule_status)."""
+        return self.request("schedule_status")
+
+    def set_fidelity(self, epoch_ns: int, bin_ns: int, stall_threshold_ns: int) -> None:
+        """Start the engine's lateness time bins at `epoch_ns` and its stall count (FastPath.set_fidelity)."""
+        self.request("set_fidelity", epoch_ns=epoch_ns, bin_ns=bin_ns, stall_threshold_ns=stall_threshold_ns)
+
+    def fidelity(self) -> dict[str, Any]:
+        """The engine's own timing errors (FastPath.fidelity)."""
+        return self.request("fidelity")
 
     def shutdown(self) -> None:
         self.request("shutdown")

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -73,7 +74,8 @@ class EngineServer:
             reply = {"ok": True, "result": result}
         except InputError as exc:
             reply = {"ok": False, "kind": "InputError", "error": str(exc)}
-        except (CaspianError, ValueError, KeyError, TypeError) as exc:
+        except (CaspianError, ValueError, KeyError, TypeError, TimeoutError) as exc:
+            # TimeoutError (an OSError): a shard's loop did not answer a counter snapshot
             reply = {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
         except OSError:
             return  # client went away
@@ -99,15 +101,52 @@ class EngineServer:
             fp.set_params(request["link"], LinkParams.from_dict(request["params"]), direction)
             return None
         if op == "cut":
-            fp.set_cut(request["link"], True, direction)
+            fp.set_cut(request["link"], True, direction, carrier=bool(request.get("carrier", False)))
             return None
         if op == "restore":
             fp.set_cut(request["link"], False, direction)
             return None
+        if op == "schedule":
+            fp.schedule(list(request["events"]))
+            return None
+        if op == "schedule_status":
+            return fp.schedule_status()
+        if op == "set_fidelity":
+            fp.set_fidelity(int(request["epoch_ns"]), int(request["bin_ns"]), int(request["stall_threshold_ns"]))
+            return None
+        if op == "fidelity":
+            return fp.fidelity()
         if op == "shutdown":
             self.stop()
             return None
         raise AssertionError(op)
+
+
+#: PM QoS: while a process holds this open with a value written, no CPU
+#: enters an idle state whose exit latency exceeds the value (µs)
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
+
+
+def hold_cpu_latency_qos(fastpath: FastPath) -> int | None:
+    """Ask for zero CPU wake-up latency for the engine's lifetime; the fd to keep open.
+
+    A halted vCPU takes tens of µs to wake for a frame (the host must run it
+    again); with the request held the guest's idle loop polls instead. The
+    outcome is recorded in `fastpath.scheduling` (and the report's fidelity).
+    """
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        fastpath.scheduling["cpu_latency_qos"] = f"not held ({exc.strerror})"
+        return None
+    try:
+        os.write(fd, struct.pack("i", 0))
+    except OSError as exc:
+        os.close(fd)
+        fastpath.scheduling["cpu_latency_qos"] = f"not held ({exc.strerror})"
+        return None
+    fastpath.scheduling["cpu_latency_qos"] = "0 us held"
+    return fd
 
 
 def _enter_netns(name: str) -> None:
@@ -132,6 +171,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    qos_fd = hold_cpu_latency_qos(fastpath) if fastpath.options.cpu_latency_qos else None
     fastpath.start()
     # The control thread answers cut/restore/set: under a saturating load on
     # the other CPU a normal-priority thread waits tens of ms for its turn,
@@ -149,6 +189,8 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         fastpath.close()
+        if qos_fd is not None:
+            os.close(qos_fd)  # the kernel drops the request with the last close
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Network layer: makes a validated topology real with pyroute2.
+"""Network layer: makes a validated topology real.
 
-Namespaces, veth pairs, addresses, routes, sysctls and offloads; every object
-carries the run's unique prefix and is recorded in the run's state directory
-so that teardown removes exactly what was created.
+Namespaces, veth pairs, addresses, routes, sysctls and offloads, compiled
+first into a plan of pure data (`plan`) and then sent to the kernel pipelined,
+one rtnetlink socket per namespace (`rtnl`). Every object carries the run's
+unique prefix and is recorded in the run's state directory so that teardown
+removes exactly what was created.
 """

@@ -228,21 +228,6 @@ def _first_hops(topology: Topology, source: str) -> dict[str, tuple[int, str]]:
     return {node: (dist, links[first].name) for node, (dist, first) in best.items() if node != source}
 
 
-def _hop(
-    topology: Topology,
-    plan: AddressPlan,
-    interfaces: dict[tuple[str, str], str],
-    node: str,
-    link_name: str,
-    version: int,
-) -> tuple[str, str]:
-    """(gateway, dev) for `node` sending over `link_name`: the peer's address there."""
-    link = topology.link(link_name)
-    peer = link.b.node if link.a.node == node else link.a.node
-    addresses: dict[tuple[str, str], Interface] = plan.link4 if version == 4 else plan.link6  # type: ignore[assignment]
-    return str(addresses[(peer, link_name)].ip), interfaces[(node, link_name)]
-
-
 def compute_routes(
     topology: Topology, plan: AddressPlan, interfaces: dict[tuple[str, str], str]
 ) -> dict[str, list[Route]]:
@@ -256,9 +241,32 @@ def compute_routes(
     Unreachable destinations get no route.
     """
     roles = {node.name: node.role for node in topology.nodes}
+    links = {link.name: link for link in topology.links}
+    own_links: dict[str, list[Link]] = {node.name: [] for node in topology.nodes}
+    for link in topology.links:
+        for end in dict.fromkeys(link.nodes):
+            own_links.setdefault(end, []).append(link)
+    # Text forms, made once: a 10x10 grid has ~56,000 routes, and converting
+    # the same addresses again for each was most of the time.
+    loopback_text = {4: {n: str(a.network) for n, a in plan.loopback4.items()},
+                     6: {n: str(a.network) for n, a in plan.loopback6.items()}}
+    subnet_text = {version: {link.name: str(plan.subnets(link)[0 if version == 4 else 1]) for link in topology.links}
+                   for version in (4, 6)}
+    hops: dict[tuple[str, str, int], tuple[str, str]] = {}
+
+    def hop(node: str, link_name: str, version: int) -> tuple[str, str]:
+        """(gateway, dev) for `node` sending over `link_name`: the peer's address there."""
+        key = (node, link_name, version)
+        if key not in hops:
+            link = links[link_name]
+            peer = link.b.node if link.a.node == node else link.a.node
+            addresses: dict[tuple[str, str], Interface] = plan.link4 if version == 4 else plan.link6  # type: ignore[assignment]
+            hops[key] = (str(addresses[(peer, link_name)].ip), interfaces[(node, link_name)])
+        return hops[key]
+
     routes: dict[str, list[Route]] = {}
     for node in topology.nodes:
-        own = [link for link in topology.links if node.name in link.nodes]
+        own = own_links[node.name]
         table: list[Route] = []
         routes[node.name] = table
         if not own:
@@ -266,27 +274,27 @@ def compute_routes(
 
         if node.role != "router" and len(own) == 1:
             for version, default in ((4, "0.0.0.0/0"), (6, "::/0")):
-                via, dev = _hop(topology, plan, interfaces, node.name, own[0].name, version)
-                table.append(Route(default, via, dev))
+                table.append(Route(default, *hop(node.name, own[0].name, version)))
             continue
 
         paths = _first_hops(topology, node.name)
+        own_names = {link.name for link in own}
+        # per link not attached here: the end it is reached through (or none)
+        targets: list[tuple[str, str]] = []
+        for link in topology.links:
+            if link.name in own_names:
+                continue
+            ends = [end for end in link.nodes if end in paths]
+            if not ends:
+                continue
+            routers = [end for end in ends if roles.get(end) == "router"]
+            targets.append((link.name, min(routers or ends, key=lambda end: paths[end][0])))
         for version in (4, 6):
-            loopbacks = plan.loopback4 if version == 4 else plan.loopback6
             for other in topology.nodes:
                 if other.name in paths:
-                    via, dev = _hop(topology, plan, interfaces, node.name, paths[other.name][1], version)
-                    table.append(Route(str(loopbacks[other.name].network), via, dev))
-            for link in topology.links:
-                if link in own:
-                    continue
-                ends = [end for end in link.nodes if end in paths]
-                if not ends:
-                    continue
-                routers = [end for end in ends if roles.get(end) == "router"]
-                target = min(routers or ends, key=lambda end: paths[end][0])
-                via, dev = _hop(topology, plan, interfaces, node.name, paths[target][1], version)
-                table.append(Route(str(plan.subnets(link)[0 if version == 4 else 1]), via, dev))
+                    table.append(Route(loopback_text[version][other.name], *hop(node.name, paths[other.name][1], version)))
+            for link_name, target in targets:
+                table.append(Route(subnet_text[version][link_name], *hop(node.name, paths[target][1], version)))
     return routes
 
 

@@ -136,6 +136,32 @@ class RunState:
             self._write()
         return entry
 
+    def record_all(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`record` for many objects of one kind with one write of the state file.
+
+        Each write rewrites and fsyncs the whole file: recording a hundred
+        namespaces one by one costs a hundred such writes.
+        """
+        missing = [name for name in RECORD_KINDS.get(kind, ()) for data in items if name not in data]
+        if kind not in RECORD_KINDS or missing:
+            raise ValueError(f"bad records {kind!r}: kinds {list(RECORD_KINDS)}, missing {sorted(set(missing))}")
+        now = time.time()
+        entries = [{"kind": kind, **data, "time": now} for data in items]
+        with self._locked():
+            self.reload()
+            self.records.extend(entries)
+            self._write()
+        return entries
+
+    def forget_all(self, entries: list[dict[str, Any]]) -> None:
+        """`forget` for many records with one write of the state file."""
+        if not entries:
+            return
+        with self._locked():
+            self.reload()
+            self.records = [r for r in self.records if not any(_same(r, entry) for entry in entries)]
+            self._write()
+
     def forget(self, entry: dict[str, Any]) -> None:
         """Drop a record whose object is gone (teardown calls this)."""
         with self._locked():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import time
@@ -36,30 +37,68 @@ def _same_process(entry: dict[str, Any]) -> bool:
     return kernel.process_state(int(entry["pid"])) not in (None, "Z", "X")
 
 
-def _wait_gone(entry: dict[str, Any], deadline: float) -> bool:
+def _wait_gone(entry: dict[str, Any], deadline: float, pidfd: int | None = None) -> bool:
+    """Wait until the recorded process is gone or `deadline` passes; True if gone.
+
+    With a pidfd the wait ends the moment the process exits (the pidfd
+    becomes readable); polling /proc every _POLL_S cost at least 20 ms per
+    process, seconds for a testbed with a daemon per router.
+    """
     while True:
         if not _same_process(entry):
             return True
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return False
-        time.sleep(_POLL_S)
+        if pidfd is not None:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(max(1, int(left * 1000)))
+        else:
+            time.sleep(min(_POLL_S, left))
+
+
+def _open_pidfd(entry: dict[str, Any]) -> int | None:
+    """A pidfd for the recorded process, or None (gone, reused PID, or no pidfd support).
+
+    Opened first and checked after: if the start time still matches once the
+    pidfd is open, the pidfd names the recorded process and no later one.
+    """
+    try:
+        pidfd = os.pidfd_open(int(entry["pid"]))
+    except (OSError, AttributeError):
+        return None
+    if not _same_process(entry):
+        os.close(pidfd)
+        return None
+    return pidfd
 
 
 def _stop_process(entry: dict[str, Any], timeout_s: float) -> str | None:
     """SIGTERM, wait up to `timeout_s`, then SIGKILL; a problem message or None."""
     pid = int(entry["pid"])
     role = entry.get("role", "process")
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, timeout_s)):
-        if not _same_process(entry):
-            return None
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return f"{role} (pid {pid}) cannot be signalled: permission denied"
-        if _wait_gone(entry, time.monotonic() + wait_s):
-            return None
+    if not _same_process(entry):
+        return None
+    pidfd = _open_pidfd(entry)
+    try:
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, timeout_s)):
+            if not _same_process(entry):
+                return None
+            try:
+                if pidfd is not None:
+                    signal.pidfd_send_signal(pidfd, sig)  # cannot hit a reused PID
+                else:
+                    os.kill(pid, sig)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                return f"{role} (pid {pid}) cannot be signalled: permission denied"
+            if _wait_gone(entry, time.monotonic() + wait_s, pidfd):
+                return None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     return f"{role} (pid {pid}) survived SIGKILL for {timeout_s:g}s"
 
 
@@ -67,9 +106,11 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
     """Remove every object `run` recorded; return the problems found (empty = clean).
 
     Never raises for objects that are already gone. Records of removed
-    objects are dropped as it goes; the run directory is removed only when
-    nothing recorded is left, so a second call (or `caspian down`) can retry
-    whatever failed.
+    objects are dropped after each step (processes, namespaces, files) with
+    one write of the state file; a teardown killed within a step leaves
+    records of objects already gone, which the next one skips. The run
+    directory is removed only when nothing recorded is left, so a second
+    call (or `caspian down`) can retry whatever failed.
     """
     problems: list[str] = []
     if not os.path.isdir(run.dir):
@@ -77,16 +118,22 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         run.reload()  # another process may have recorded more since `run` was loaded
 
-    def done(entry: dict[str, Any]) -> None:
+    gone: list[dict[str, Any]] = []
+
+    def forget_gone() -> None:
+        # one state write per step: writing it per object (fsync included)
+        # cost more than removing the objects
         with contextlib.suppress(Exception):
-            run.forget(entry)
+            run.forget_all(gone)
+        gone.clear()
 
     for entry in reversed(run.of_kind("process")):
         problem = _stop_process(entry, timeout_s)
         if problem:
             problems.append(problem)
         else:
-            done(entry)
+            gone.append(entry)
+    forget_gone()
 
     # An engine whose builder was killed between starting it and recording
     # its PID: it is identified by its argv naming a config file this run
@@ -98,11 +145,14 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
             if problem:
                 problems.append(problem)
 
-    for entry in reversed(run.of_kind("netns")):
+    namespaces = list(reversed(run.of_kind("netns")))
+    # one scan of /proc for all namespaces, not one per namespace
+    residents = kernel.pids_by_netns([entry["name"] for entry in namespaces])
+    for entry in namespaces:
         name = entry["name"]
         # Report (never kill) processes this run did not record that keep the
         # namespace alive: the veths inside live on until they exit.
-        for pid in kernel.pids_in_netns(name):
+        for pid in residents.get(name, []):
             if pid == os.getpid():
                 continue
             problems.append(
@@ -114,7 +164,8 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
         except OSError as exc:
             problems.append(f"cannot remove namespace {name}: {exc.strerror}")
             continue
-        done(entry)
+        gone.append(entry)
+    forget_gone()
 
     for entry in reversed(run.of_kind("file")):
         try:
@@ -124,7 +175,8 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
         except OSError as exc:
             problems.append(f"cannot remove {entry['path']}: {exc.strerror}")
             continue
-        done(entry)
+        gone.append(entry)
+    forget_gone()
 
     leftover = [r for r in run.records if r["kind"] in ("process", "netns", "file")]
     if not leftover:

@@ -30,8 +30,12 @@ def make_console() -> Console:
     return console
 
 
-def _verdict(passed: bool) -> str:
-    return "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]"
+VERDICT_STYLE = {"pass": "[bold green]PASS[/]", "fail": "[bold red]FAIL[/]",
+                 "inconclusive": "[bold yellow]INCONCLUSIVE[/]"}
+
+
+def _verdict(verdict: str) -> str:
+    return VERDICT_STYLE[verdict]
 
 
 def assertions_table(report: Report) -> Table:
@@ -43,7 +47,7 @@ def assertions_table(report: Report) -> Table:
     table.add_column("result")
     for result in report.assertions:
         table.add_row(str(result.line) if result.line else "", escape(result.metric), escape(result.bound),
-                      escape(format_value(result.measured)), _verdict(result.passed))
+                      escape(format_value(result.measured)), _verdict(result.verdict))
     return table
 
 
@@ -72,7 +76,9 @@ FAILOVER_COLUMNS = (
     ("reverts_on_restore", "reverts"),
 )
 #: ... and the lines under it: (routing metric, words)
-FAILOVER_LINES = (("detected_by", "detected by"), ("path_after", "path after:"))
+FAILOVER_LINES = (("detected_by", "detected by"), ("detection_in_bfd_window", "within BFD's window:"),
+                  ("loss_derived_ms", "RFC 6413 loss-derived ms"), ("rate_derived_full_ms", "rate-derived full ms"),
+                  ("path_after", "path after:"))
 
 
 def _failover_steps(report: Report) -> dict[str, dict[str, Any]]:
@@ -154,7 +160,29 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
         console.print(f"[bold red]error:[/] {escape(error)}")
     for kind, path in (files or {}).items():
         console.print(f"  {kind}: {escape(path)}", soft_wrap=True)
+    for result in report.inconclusive:
+        console.print(f"[yellow]inconclusive:[/] {escape(result.metric)}: {escape(result.reason)}", soft_wrap=True)
+    fidelity_lines(console, report)
     summary = report.summary()
-    colour = "green" if report.passed else "red"
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[report.verdict]
     console.print(f"caspian: [bold {colour}]{summary.split(' ', 1)[0]}[/] {escape(summary.split(' ', 1)[1])}",
                   soft_wrap=True)
+
+
+def fidelity_lines(console: Console, report: Report) -> None:
+    """One line when the run kept its fidelity, else a table of what bent it."""
+    f = report.fidelity
+    if not f:
+        return
+    problems = f.get("problems", [])
+    p99 = f.get("lateness_p99_us")
+    steal = f"steal {f.get('steal_pct', 0):.1f} %"
+    if not problems:
+        console.print(f"fidelity: ok (release lateness p99 < {p99:g} µs, no engine stall, {steal})"
+                      if p99 is not None else f"fidelity: ok (no engine stall, {steal})", soft_wrap=True)
+        return
+    table = Table(title="fidelity: what bent this run", title_justify="left")
+    table.add_column("what", overflow="fold")
+    for problem in problems:
+        table.add_row(escape(problem))
+    console.print(table)

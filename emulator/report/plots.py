@@ -13,11 +13,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from emulator.report.report import Report
 
@@ -120,6 +122,27 @@ def _draw_marks(axes: Axes, report: Report) -> list[Line2D]:
     return list(handles.values())
 
 
+def _draw_late_spans(axes: Axes, report: Report) -> list[Any]:
+    """Shade where the emulator itself ran late (release lateness above
+    fidelity.LATE_SPAN_US, or an engine stall): the figures there bent.
+    Legend handles, one per kind shown."""
+
+
+    fidelity = report.fidelity or {}
+    handles = []
+    spans = fidelity.get("late_spans") or []
+    for start, end, _worst in spans:
+        axes.axvspan(start, end, color="tab:orange", alpha=0.15, linewidth=0)
+    if spans:
+        handles.append(Patch(color="tab:orange", alpha=0.3, label="engine late"))
+    stalls = fidelity.get("stall_spans") or []
+    for start, length_ms in stalls:
+        axes.axvspan(start, start + max(length_ms / 1e3, 0.02), color="tab:red", alpha=0.25, linewidth=0)
+    if stalls:
+        handles.append(Patch(color="tab:red", alpha=0.4, label="engine stall"))
+    return handles
+
+
 def _finish(figure: Figure, axes: Axes, mark_handles: list[Line2D], path: str | Path) -> str:
     handles, labels = axes.get_legend_handles_labels()
     handles = handles + mark_handles
@@ -143,7 +166,8 @@ def plot_delay(report: Report, path: str | Path) -> str:
     if not streams:
         axes.text(0.5, 0.5, "no probe data", transform=axes.transAxes, ha="center", va="center",
                   fontsize=14, color="grey")
-    return _finish(figure, axes, _draw_marks(axes, report), path)
+    late = _draw_late_spans(axes, report)
+    return _finish(figure, axes, _draw_marks(axes, report) + late, path)
 
 
 def plot_throughput(report: Report, path: str | Path) -> str | None:

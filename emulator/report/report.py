@@ -99,6 +99,14 @@ class AssertionResult:
     line: int = 0
     low: float | None = None
     high: float | None = None
+    #: "pass", "fail" or "inconclusive" (the run's own error could have flipped it:
+    #: emulator.report.verdict), and why when inconclusive
+    verdict: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = "pass" if self.passed else "fail"
 
     @classmethod
     def from_assertion(cls, assertion: Assertion, measured: MetricValue) -> AssertionResult:
@@ -118,20 +126,24 @@ class AssertionResult:
         return f"{self.metric} {self.bound}"
 
     def message(self) -> str:
-        """`measured 2.41, expected between [1.9, 2.3]` (or `not measured, expected ...`)."""
+        """`measured 2.41, expected between [1.9, 2.3]` (or `not measured, expected ...`),
+        with the reason when inconclusive."""
         measured = "not measured" if self.measured is None else f"measured {format_value(self.measured)}"
-        return f"{measured}, expected {self.bound}"
+        tail = f"; inconclusive: {self.reason}" if self.verdict == "inconclusive" else ""
+        return f"{measured}, expected {self.bound}{tail}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "description": self.description, "bound": self.bound,
                 "low": _finite_or_none(self.low), "high": _finite_or_none(self.high),
-                "measured": _metric_json(self.measured), "passed": self.passed, "line": self.line}
+                "measured": _metric_json(self.measured), "passed": self.passed, "line": self.line,
+                "verdict": self.verdict, "reason": self.reason}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssertionResult:
         return cls(metric=data["metric"], description=data.get("description", ""), measured=data.get("measured"),
                    passed=bool(data["passed"]), line=int(data.get("line", 0)),
-                   low=data.get("low"), high=data.get("high"))
+                   low=data.get("low"), high=data.get("high"),
+                   verdict=data.get("verdict", ""), reason=data.get("reason", ""))
 
 
 @dataclass
@@ -181,27 +193,47 @@ class Report:
     links: dict[str, Any]         # engine counters at the end, as Testbed.stats()
     scenario_text: str = ""
     errors: list[str] = field(default_factory=list)   # e.g. a traffic tool that failed
+    #: each timeline step as the engine applied it (ScenarioRun.timeline_status): label, kind,
+    #: link, direction, scheduled_s, applied_s, apply_error_us, and per direction the applied
+    #: time and the arrival times of the last frame judged before and the first after
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: what bent this run's figures (emulator.measure.fidelity.Fidelity.to_dict()); {} = not measured
+    fidelity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """"pass", "fail" (an assertion failed, or the run had errors) or "inconclusive"
+        (none failed, but the run's own error could have flipped one)."""
+        from emulator.report.verdict import run_verdict
+
+        return run_verdict([a.verdict for a in self.assertions], self.errors)
 
     @property
     def passed(self) -> bool:
-        """Every assertion held and nothing went wrong."""
-        return not self.errors and all(a.passed for a in self.assertions)
+        """Every assertion held, none inconclusive, and nothing went wrong."""
+        return self.verdict == "pass"
 
     @property
     def exit_code(self) -> int:
-        """0 when passed, else 1 (the CLI's "a check failed")."""
-        return 0 if self.passed else 1
+        """0 pass, 1 fail (the CLI's "a check failed"), 3 inconclusive."""
+        return {"pass": 0, "fail": 1, "inconclusive": 3}[self.verdict]
 
     @property
     def failed(self) -> list[AssertionResult]:
-        return [a for a in self.assertions if not a.passed]
+        return [a for a in self.assertions if a.verdict == "fail"]
+
+    @property
+    def inconclusive(self) -> list[AssertionResult]:
+        return [a for a in self.assertions if a.verdict == "inconclusive"]
 
     def summary(self) -> str:
-        """`PASS (3/3 assertions)` or `FAIL (2/3 assertions, 1 error)`."""
+        """`PASS (3/3 assertions)`, `FAIL (2/3 assertions, 1 error)` or
+        `INCONCLUSIVE (2/3 assertions, 1 inconclusive)`."""
         n = len(self.assertions)
-        ok = n - len(self.failed)
-        tail = f", {len(self.errors)} error{'s' if len(self.errors) != 1 else ''}" if self.errors else ""
-        return f"{'PASS' if self.passed else 'FAIL'} ({ok}/{n} assertions{tail})"
+        ok = n - len(self.failed) - len(self.inconclusive)
+        tail = f", {len(self.inconclusive)} inconclusive" if self.inconclusive else ""
+        tail += f", {len(self.errors)} error{'s' if len(self.errors) != 1 else ''}" if self.errors else ""
+        return f"{self.verdict.upper()} ({ok}/{n} assertions{tail})"
 
     def streams(self) -> list[str]:
         """Traffic stream names, in the order they appear in series, then metrics."""
@@ -222,6 +254,7 @@ class Report:
             "duration_s": self.duration_s,
             "wall_s": self.wall_s,
             "passed": self.passed,
+            "verdict": self.verdict,
             "exit_code": self.exit_code,
             "versions": dict(self.versions),
             "metrics": {k: _metric_json(v) for k, v in self.metrics.items()},
@@ -232,6 +265,8 @@ class Report:
                 for stream, named in self.series.items()
             },
             "links": _json_safe(self.links),
+            "timeline": _json_safe(self.timeline),
+            "fidelity": _json_safe(self.fidelity),
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -248,7 +283,8 @@ class Report:
             series={stream: {name: [(t, v) for t, v in points] for name, points in named.items()}
                     for stream, named in data["series"].items()},
             links=data.get("links", {}), scenario_text=data.get("scenario_text", ""),
-            errors=list(data.get("errors", [])),
+            errors=list(data.get("errors", [])), timeline=list(data.get("timeline", [])),
+            fidelity=dict(data.get("fidelity", {})),
         )
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from emulator.report.report import Report
 
@@ -36,22 +37,28 @@ def junit_tree(report: Report) -> ET.ElementTree:
     classname = _x(f"caspian.{report.scenario}")
     n_failures = len(report.failed) + (1 if report.errors else 0)
     n_tests = len(report.assertions) + 1
-    counts = {"tests": str(n_tests), "failures": str(n_failures), "errors": "0", "skipped": "0",
+    counts = {"tests": str(n_tests), "failures": str(n_failures), "errors": "0",
+              "skipped": str(len(report.inconclusive)),
               "time": f"{report.wall_s:.3f}"}
     root = ET.Element("testsuites", {"name": "caspian", **counts})
     suite = ET.SubElement(root, "testsuite",
                           {"name": _x(report.scenario), **counts, "timestamp": _x(report.started_at)})
     properties = ET.SubElement(suite, "properties")
     for name, value in [("seed", str(report.seed)), ("source", report.source), ("started_at", report.started_at),
-                        ("duration_s", f"{report.duration_s:g}"),
-                        *((f"version.{k}", v) for k, v in report.versions.items())]:
+                        ("duration_s", f"{report.duration_s:g}"), ("verdict", report.verdict),
+                        *((f"version.{k}", v) for k, v in report.versions.items()),
+                        *((f"fidelity.{k}", _property_value(v)) for k, v in report.fidelity.items()
+                          if not isinstance(v, (list, dict)))]:
         ET.SubElement(properties, "property", {"name": _x(name), "value": _x(value)})
     for result in report.assertions:
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _x(result.name), "time": "0"})
         if result.line:
             case.set("file", _x(report.source))
             case.set("line", str(result.line))
-        if not result.passed:
+        if result.verdict == "inconclusive":
+            # CI shows it as skipped, with the reason: neither a pass nor the network's fault
+            ET.SubElement(case, "skipped", {"message": _x(f"inconclusive: {result.reason}")})
+        elif not result.passed:
             failure = ET.SubElement(case, "failure", {"message": _x(result.message()), "type": "AssertionFailed"})
             failure.text = _x(f"{result.metric}: {result.message()}" + (
                 f" ({report.source}:{result.line})" if result.line else ""))
@@ -64,6 +71,15 @@ def junit_tree(report: Report) -> ET.ElementTree:
         ET.SubElement(suite, "system-out").text = _x(report.scenario_text)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def _property_value(value: Any) -> str:
+    """A JUnit property's text: numbers to 6 significant digits, None as 'n/a'."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def write_junit(report: Report, path: str | Path) -> str:

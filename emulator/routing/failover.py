@@ -24,7 +24,15 @@ next step was applied (or the run's end). Per step, with t = the step's time:
 - `rtt_before_ms`/`rtt_after_ms`: the median RTT of that trace's echo pings;
 - `reverts_on_restore` (restore and flap): the path after is the path that
   was in use before the link went down (a restore: before the last `cut` of
-  the same link; a flap: before the flap).
+  the same link; a flap: before the flap);
+- with BFD, for a cut or flap (`bfd_detection_window_ns`): `bfd_expected_ms`
+  and `bfd_expected_min_ms`, the latest and earliest detection the timers
+  allow, and `detection_in_bfd_window`, whether `detection_ms` lies between
+  them (with BFD_LOG_SLACK_NS below, for BIRD's millisecond log stamps;
+  False when nothing was detected in the step).
+
+The RFC 6412/6413 convergence benchmarks of each step, from the probe
+streams, are in `emulator.routing.convergence`.
 
 A metric that could not be measured is None.
 """
@@ -40,6 +48,10 @@ from emulator.routing.events import RouteEvent, StateEvent
 #: a cut also takes the probes already on their way: gaps starting this long before a step count
 LEAD_IN_NS = 100_000_000
 METRIC_PREFIX = "routing"
+#: BIRD stamps its log in whole milliseconds (truncated): a detection may read up to 1 ms early
+BFD_LOG_SLACK_NS = 1_000_000
+#: the step kinds that start with a silent cut, whose detection the BFD timers bound
+BFD_CUT_KINDS = ("cut", "flap")
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,53 @@ def window_outage_ns(received: Sequence[tuple[int, int]], sent: int, interval_ns
     return gap
 
 
+def bfd_detection_window_ns(interval_ns: int, multiplier: int, one_way_ns: int = 0,
+                            one_way_max_ns: int | None = None) -> tuple[int, int]:
+    """(earliest, latest) time from a silent cut to the first BFD session down, ns.
+
+    RFC 5880 §6.8.4: a session goes down when no packet arrived for the
+    Detection Time = the remote's Detect Mult x the agreed interval (here both
+    ends are configured alike: `multiplier` x `interval_ns`), counted from the
+    last packet received. §6.8.7: each transmit interval is reduced by 0-25 %
+    of jitter (with Detect Mult 1, to 75-90 %), so the last packet that
+    crossed the link before the cut left at most 1 (0.9) interval before it,
+    and reaches the peer a link's one-way delay later. The side that stops
+    receiving detects it: first detection - cut lies in
+    [D - max interval + one way, D + one way], `one_way_ns` the shortest
+    (`one_way_max_ns` the longest, e.g. with jitter) delay of the directions cut.
+    """
+    longest = interval_ns * 9 // 10 if multiplier == 1 else interval_ns
+    detect = multiplier * interval_ns
+    high_owd = one_way_ns if one_way_max_ns is None else one_way_max_ns
+    return detect - longest + one_way_ns, detect + high_owd
+
+
+def bfd_windows_ns(steps: Sequence[Step], topology: Any, directions: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Per cut or flap step, `bfd_detection_window_ns` for its link; {} without BFD.
+
+    `topology`: the scenario's (its `routing.bfd` timers, its links' one-way
+    delay and jitter); `directions`: per step label, the direction cut
+    ("both", "a_to_b" or "b_to_a"; both when not given).
+    """
+    bfd = topology.routing.bfd if topology.routing is not None else None
+    if bfd is None:
+        return {}
+    windows = {}
+    for step in steps:
+        if step.kind not in BFD_CUT_KINDS:
+            continue
+        try:
+            link = topology.link(step.link)
+        except KeyError:
+            continue
+        way = directions.get(step.label, "both")
+        cut = [p for name, p in (("a_to_b", link.a_to_b), ("b_to_a", link.b_to_a)) if way in ("both", name)]
+        windows[step.label] = bfd_detection_window_ns(
+            bfd.interval_ns, bfd.multiplier, min(max(0, p.delay_ns - p.jitter_ns) for p in cut),
+            min(p.delay_ns + p.jitter_ns for p in cut))
+    return windows
+
+
 def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
@@ -98,8 +157,14 @@ def failover_metrics(
     traces_after: dict[str, Trace | None] | None = None,
     outages_ns: dict[str, int | None] | None = None,
     state_events: Sequence[StateEvent] = (),
+    bfd_windows_ns: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """`routing.<label>.<metric>` for every step (see the module docstring)."""
+    """`routing.<label>.<metric>` for every step (see the module docstring).
+
+    `bfd_windows_ns`: per cut or flap step, `bfd_detection_window_ns` for the
+    link cut (none without BFD: the BFD figures are then None).
+    """
+    bfd_windows_ns = bfd_windows_ns or {}
     traces_before = traces_before or {}
     traces_after = traces_after or {}
     outages_ns = outages_ns or {}
@@ -111,6 +176,12 @@ def failover_metrics(
         detected = first_state_change(step, state_events)
         out[f"{base}.detection_ms"] = (detected.t_ns - step.t_ns) / 1e6 if detected else None
         out[f"{base}.detected_by"] = describe(detected) if detected else None
+        window = bfd_windows_ns.get(step.label) if step.kind in BFD_CUT_KINDS else None
+        out[f"{base}.bfd_expected_ms"] = window[1] / 1e6 if window else None
+        out[f"{base}.bfd_expected_min_ms"] = window[0] / 1e6 if window else None
+        # no state change logged in the whole step is a detection outside the window too
+        out[f"{base}.detection_in_bfd_window"] = (detected is not None and window[0] - BFD_LOG_SLACK_NS
+                                                  <= detected.t_ns - step.t_ns <= window[1]) if window else None
         out[f"{base}.first_route_ms"] = (min(inside) - step.t_ns) / 1e6 if inside else None
         out[f"{base}.convergence_ms"] = (max(inside) - step.t_ns) / 1e6 if inside else None
         out[f"{base}.route_changes"] = float(len(inside))

@@ -41,6 +41,7 @@ from emulator.model.propagation import propagation_delay_ns
 from emulator.model.trace import load_trace
 from emulator.model.units import format_time, parse_percent, parse_rate, parse_size, parse_time
 from emulator.scenario.scenario import (
+    CUT_MODES,
     DIRECTIONS,
     EVENT_KINDS,
     EVENT_METRICS,
@@ -303,6 +304,7 @@ class _Builder:
     timeline: list[Event] = field(default_factory=list)
     assertions: list[Assertion] = field(default_factory=list)
     routing: RoutingConfig | None = None
+    engine_shards: int | None = None
 
 
 def _read_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
@@ -553,6 +555,7 @@ EVENT_OPTIONS: dict[str, tuple[str, ...]] = {
     "netem": ("set",),
     "period": ("flap",),
     "count": ("flap",),
+    "mode": ("cut", "flap"),
 }
 EVENT_FIELDS: tuple[str, ...] = ("at", *EVENT_KINDS, *EVENT_OPTIONS)
 #: Bound keys of an assertion: exactly one per assertion.
@@ -742,6 +745,15 @@ def _read_event(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Ev
     direction = _read_direction(doc, fields["direction"], _join(path, "direction"), link) if "direction" in fields else "both"
     if at > out.duration_ns:
         doc.fail(fields["at"], _join(path, "at"), f"at {format_time(at)} is after {_end(out)}", "move the event earlier or lengthen duration")
+    mode = "silent"
+    if "mode" in fields:
+        mode = doc.text(fields["mode"], _join(path, "mode"), "carrier")
+        if mode not in CUT_MODES:
+            doc.fail(fields["mode"], _join(path, "mode"), f"unknown cut mode {mode!r}", _suggest(mode, CUT_MODES, "modes"))
+        if mode == "carrier" and direction != "both":
+            doc.fail(fields["mode"], _join(path, "mode"),
+                     "a carrier cut takes both ends' interfaces down, so it cannot be one direction",
+                     "remove 'direction', or use the default silent mode for a one-way cut")
 
     if kind == "set":
         if "netem" not in fields:
@@ -762,8 +774,25 @@ def _read_event(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Ev
                 f"the flap ends at {format_time(at + period * count)} ({format_time(at)} + {count} x {format_time(period)}), after {_end(out)}",
                 "start it earlier, flap fewer times or lengthen duration",
             )  # fmt: skip
-        return Event(at, kind, link.name, direction, period_ns=period, count=count)
-    return Event(at, kind, link.name, direction)
+        return Event(at, kind, link.name, direction, period_ns=period, count=count, mode=mode)
+    return Event(at, kind, link.name, direction, mode=mode)
+
+
+#: the `engine:` section's keys
+ENGINE_FIELDS = ("shards",)
+#: the most engine loops a testbed may ask for
+MAX_SHARDS = 64
+
+
+def _read_engine(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    """`engine: {shards: N}`: how many engine loops (threads, a CPU each) share the links."""
+    for key, _key_node, value in doc.mapping(node, path, ENGINE_FIELDS):
+        if key == "shards":
+            shards = doc.integer(value, _join(path, key), 1, MAX_SHARDS, "2")
+            if shards > max(1, len(out.links)):
+                doc.fail(value, _join(path, key), f"{shards} shards for {len(out.links)} link(s)",
+                         f"use at most {max(1, len(out.links))}: each shard forwards at least one whole link")
+            out.engine_shards = shards
 
 
 def _read_timeline(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
@@ -1050,6 +1079,7 @@ TOP_LEVEL: dict[str, Section] = {
     "routing": Section(_read_routing),
     "nodes": Section(_read_nodes, required=True),
     "links": Section(_read_links),
+    "engine": Section(_read_engine),
     "duration": Section(_read_duration, needed_by=("traffic", "timeline", "assertions")),
     "traffic": Section(_read_traffic),
     "timeline": Section(_read_timeline),
@@ -1096,7 +1126,7 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
             doc.fail(key_nodes[users[0]], key, f"missing {key!r}, which {users[0]!r} needs", f"add '{example}' at the top level")
     topology = Topology(
         nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed,
-        routing=out.routing,
+        routing=out.routing, engine_shards=out.engine_shards,
     )
     return Scenario(
         topology=topology,

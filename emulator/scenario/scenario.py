@@ -15,6 +15,10 @@ from emulator.scenario.topology import Topology
 TRAFFIC_KINDS = ("probe", "tcp", "udp")
 EVENT_KINDS = ("cut", "restore", "set", "flap")
 DIRECTIONS = ("both", "a_to_b", "b_to_a")
+#: How a cut fails the link: `silent`, frames vanish and both ends stay up (BFD or
+#: hellos must notice); `carrier`, the link's interfaces go oper-down in both nodes as
+#: when a transponder loses light, so the daemons see the netlink event at once
+CUT_MODES = ("silent", "carrier")
 
 #: Metrics each traffic kind yields; an assertion names `<traffic>.<metric>`.
 TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
@@ -28,8 +32,10 @@ TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
 }
 #: Metrics of every link direction: `link.<name>.<a_to_b|b_to_a>.<metric>`.
 LINK_METRICS = ("rx_packets", "tx_packets", "drops_outage", "drops_loss", "drops_queue", "duplicated", "corrupted")
-#: Metrics of the timeline: `events.<metric>`.
-EVENT_METRICS = ("cut_total_ms",)
+#: Metrics of the timeline: `events.<metric>`: the total time links were cut (from the
+#: instants the engine applied each cut and restore) and the largest delay between a
+#: step's scheduled instant and the engine applying it
+EVENT_METRICS = ("cut_total_ms", "apply_error_max_us")
 #: Failover metrics of each timeline event with dynamic routing: `routing.<step>.<metric>`, where
 #: <step> is the event's kind and its number among the events of that kind in time order
 #: (cut1, restore1, set1, flap1 ...). Value kinds: "number", "path" (node names), "bool".
@@ -37,6 +43,13 @@ ROUTING_METRICS: dict[str, str] = {
     "detection_ms": "number", "first_route_ms": "number", "convergence_ms": "number", "route_changes": "number", "outage_ms": "number",
     "rtt_before_ms": "number", "rtt_after_ms": "number",
     "path_before": "path", "path_after": "path", "path_changed": "bool", "reverts_on_restore": "bool",
+    # RFC 6412/6413 convergence benchmarks from the probe streams (emulator.routing.convergence)
+    "loss_derived_ms": "number", "rate_derived_first_ms": "number", "rate_derived_full_ms": "number",
+    "psi_ms": "number", "sustained_s": "number", "loss_of_connectivity_ms": "number",
+    "reordered_packets": "number", "duplicate_packets": "number",
+    "route_specific_min_ms": "number", "route_specific_max_ms": "number", "route_specific_mean_ms": "number",
+    # the detection window BFD's timers give (RFC 5880), cut and flap steps with BFD (emulator.routing.failover)
+    "bfd_expected_ms": "number", "bfd_expected_min_ms": "number", "detection_in_bfd_window": "bool",
 }
 #: ... of which `reverts_on_restore` exists only for these kinds
 REVERT_KINDS = ("restore", "flap")
@@ -84,6 +97,7 @@ class Event:
     words: str = ""                           # set: the words as written, for reports
     period_ns: int = 0
     count: int = 0
+    mode: str = "silent"                      # cut, flap: one of CUT_MODES
 
     def expand(self) -> list["Event"]:
         """A flap as its cut/restore steps; other events as themselves."""
@@ -93,8 +107,8 @@ class Event:
         steps: list[Event] = []
         for i in range(self.count):
             t = self.at_ns + i * self.period_ns
-            steps.append(Event(t, "cut", self.link, self.direction))
-            steps.append(Event(t + half, "restore", self.link, self.direction))
+            steps.append(Event(t, "cut", self.link, self.direction, mode=self.mode))
+            steps.append(Event(t + half, "restore", self.link, self.direction, mode=self.mode))
         return steps
 
     @property

@@ -163,6 +163,8 @@ class Topology:
     seed: int | None = None
     #: None = static routes (as `RoutingConfig()`)
     routing: RoutingConfig | None = None
+    #: engine loops sharing the links (`engine: {shards: N}`); None = the default for this machine
+    engine_shards: int | None = None
 
     @property
     def dynamic_routing(self) -> bool:

@@ -103,10 +103,16 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def sender_argv(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, stop_at_ns: int,
-                summary_path: str, ipv6: bool = False) -> list[str]:
-    """The command line of a sender (run it in the source node)."""
+                summary_path: str, ipv6: bool = False, realtime_priority: int = 0) -> list[str]:
+    """The command line of a sender (run it in the source node).
+
+    `realtime_priority` > 0: the sender takes SCHED_FIFO at that priority once
+    it is ready to send (not before: its start-up, scapy's import, would
+    otherwise hold the CPU the receivers and daemons start on)."""
     argv = [sys.executable, "-m", "emulator.traffic.probe", "send", target, str(port), f"{rate_pps:g}",
             str(size), str(int(start_at_ns)), str(int(stop_at_ns)), summary_path]
+    if realtime_priority > 0:
+        argv.append(f"--realtime={realtime_priority}")
     return argv + (["--ipv6"] if ipv6 else [])
 
 
@@ -219,12 +225,15 @@ def _wait_until(deadline_ns: int) -> None:
 
 
 def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, stop_at_ns: int,
-         summary_path: str, ipv6: bool = False) -> dict[str, int]:
+         summary_path: str, ipv6: bool = False, realtime_priority: int = 0) -> dict[str, int]:
     """Send the paced stream; write and return the summary."""
     if rate_pps <= 0:
         raise ValueError("RATE_PPS must be > 0")
     interval = max(1, round(1e9 / rate_pps))
-    summary = {"sent": 0, "first_ns": 0, "last_ns": 0, "interval_ns": interval, "skipped": 0}
+    # late_max_ns / late_over_interval: the sender's pacing error (how late a
+    # probe left against its slot), part of the run's fidelity
+    summary = {"sent": 0, "first_ns": 0, "last_ns": 0, "interval_ns": interval, "skipped": 0,
+               "late_max_ns": 0, "late_over_interval": 0}
     _install_stop_handlers()
     try:
         dst = resolve(target, ipv6)
@@ -240,6 +249,11 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
             address = (dst, 0)
             pack_into, sendto, now_ns = PROBE_HEADER.pack_into, sock.sendto, time.time_ns
+            if realtime_priority > 0:
+                try:
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+                except OSError:
+                    pass  # unprivileged: normal priority, the pacing error is in the summary
             _wait_until(start_at_ns)
             due = start_at_ns
             seq = 0
@@ -247,6 +261,10 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
                 _wait_until(due)
                 now = now_ns()
                 late = now - due
+                if late > summary["late_max_ns"]:
+                    summary["late_max_ns"] = late
+                if late > interval:
+                    summary["late_over_interval"] += 1
                 if late > BEHIND_LIMIT_NS:
                     summary["skipped"] += late // interval
                     due = now
@@ -326,10 +344,12 @@ USAGE = (
 
 def main(argv: list[str]) -> int:
     ipv6 = "--ipv6" in argv
-    args = [a for a in argv if a != "--ipv6"]
+    realtime = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--realtime=")]
+    args = [a for a in argv if a != "--ipv6" and not a.startswith("--realtime=")]
     try:
         if args and args[0] == "send" and len(args) == 8:
-            send(args[1], int(args[2]), float(args[3]), int(args[4]), int(args[5]), int(args[6]), args[7], ipv6)
+            send(args[1], int(args[2]), float(args[3]), int(args[4]), int(args[5]), int(args[6]), args[7], ipv6,
+                 realtime_priority=realtime[0] if realtime else 0)
             return 0
         if args and args[0] == "recv" and len(args) == 3:
             receive(int(args[1]), args[2], ipv6)

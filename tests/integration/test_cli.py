@@ -142,7 +142,16 @@ def test_exec_link_and_stats_on_a_testbed_left_up(cli_testbed: dict[str, Any]) -
     show = caspian(root, "link", "show")
     assert show.returncode == 0, show.stderr
     for a, b in (("europe", "sumgait"), ("aktau", "sumgait"), ("aktau", "asia")):
-        assert f"  {a} -> {b}: " in show.stdout and f"  {b} -> {a}: " in show.stdout, show.stdout
+        assert f"  {a} -> {b} [up]: " in show.stdout and f"  {b} -> {a} [up]: " in show.stdout, show.stdout
+
+    # a one-way cut is shown on its direction only (options may follow the link's name)
+    assert caspian(root, "link", "cut", "aktau-sumgait", "--direction", "aktau").returncode == 0
+    show = caspian(root, "link", "show", "aktau-sumgait")
+    assert "  aktau -> sumgait [CUT]: " in show.stdout and "  sumgait -> aktau [up]: " in show.stdout, show.stdout
+    assert caspian(root, "link", "restore", "aktau-sumgait").returncode == 0
+    one_way_carrier = caspian(root, "link", "cut", "aktau-sumgait", "--carrier", "--direction", "aktau")
+    assert one_way_carrier.returncode == 2 and len(one_way_carrier.stderr.splitlines()) == 1, one_way_carrier.stderr
+    assert "both" in one_way_carrier.stderr
 
     changed = caspian(root, "link", "set", "aktau-sumgait", "delay", "5ms")
     assert changed.returncode == 0, changed.stderr

@@ -277,6 +277,7 @@ def test_schema_mirrors_the_loader_tables() -> None:
     assert set(defs["traffic"]["properties"]) == set(loader.TRAFFIC_FIELDS)
     assert set(defs["event"]["properties"]) == set(loader.EVENT_FIELDS)
     assert set(defs["assertion"]["properties"]) == set(loader.ASSERTION_FIELDS)
+    assert set(doc["properties"]["engine"]["properties"]) == set(loader.ENGINE_FIELDS)
     assert defs["traffic"]["properties"]["kind"]["enum"] == list(TRAFFIC_KINDS)
     assert defs["link"]["properties"]["preset"]["enum"] == list(PRESETS)
     assert defs["direction_params"]["properties"]["distribution"]["enum"] == list(DISTRIBUTIONS)
@@ -422,3 +423,25 @@ def test_schema_accepts_the_full_example_and_refuses_mistakes() -> None:
     ]
     for document in bad:
         assert validate(document), document
+
+
+# ---------------------------------------------------------------------------
+# engine: {shards: N}
+
+
+def test_engine_shards_are_read() -> None:
+    assert parse(BASE + "engine: {shards: 2}\n").topology.engine_shards == 2
+    assert parse(BASE).topology.engine_shards is None
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ("engine: {shards: 0}", "s.yaml:11: engine.shards: 0 is outside 1..64"),
+        ("engine: {shards: 4}", "s.yaml:11: engine.shards: 4 shards for 3 link(s) (use at most 3"),
+        ("engine: {shards: two}", "s.yaml:11: engine.shards: expected a whole number"),
+        ("engine: {shard: 2}", "s.yaml:11: engine"),
+    ],
+)
+def test_engine_shards_bad_input(section: str, expected: str) -> None:
+    assert error(BASE + section + "\n").startswith(expected)

@@ -1,0 +1,1 @@
+"""Measurements of the run itself: the host's load and the testbed's own fidelity."""

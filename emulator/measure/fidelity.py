@@ -1,0 +1,176 @@
+"""The run's own fidelity: how far the emulator and the host bent the figures.
+
+A testbed on a shared VM is not an ideal network: the engine's loop may
+release a frame late, stall (preempted, throttled, frozen), the host may
+steal CPU from the VM, the nodes' stacks may wait for a CPU, and the probe
+sender may leave late. Every run records these facts (the engine keeps its
+own lateness histogram and time bins, its stalls and naps; the host sampler
+reads /proc; the probe sender counts its pacing error) and `summarize`
+folds them into one `Fidelity` record that the verdict rule
+(emulator.report.verdict) judges each assertion against. Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from emulator.engine.counters import lateness_bound_us
+from emulator.measure.host import HostLoad
+
+#: a time bin whose largest release lateness is above this is a "late span"
+#: (shaded in the delay plot): 100 µs is twice the p99 wake-up error of a
+#: real-time thread on these VMs (cyclictest p99 ~51 µs, DESIGN.md)
+LATE_SPAN_US = 100.0
+#: steal above this in any sampling interval makes a failing timing assertion inconclusive:
+#: 5 % of a vCPU is 50 µs in every ms, the size of the engine's own p99 timing error
+STEAL_LIMIT_PCT = 5.0
+#: CPU pressure (PSI `some`) above this makes a failing timing assertion inconclusive: at
+#: 25 % a runnable task waits for a CPU a quarter of the time, so the nodes' stacks add
+#: delay the link model never drew (measured: 0.2-0.4 ms more OWD under a saturating flow)
+PRESSURE_LIMIT_PCT = 25.0
+
+
+@dataclass
+class Fidelity:
+    """What bent this run's figures, as measured during it."""
+
+    #: engine loop: stalls longer than the threshold (count, longest, total), ms
+    stalls: int = 0
+    stall_max_ms: float = 0.0
+    stall_total_ms: float = 0.0
+    stall_threshold_ms: float = 1.0
+    #: the most recent stalls: (start s from t0, length ms)
+    stall_spans: list[tuple[float, float]] = field(default_factory=list)
+    #: forced short sleeps of the real-time loop (sleep budget)
+    dozes: int = 0
+    #: release lateness over all link directions: p99 bound (log2 bin edge) and max, µs
+    lateness_p99_us: float | None = None
+    lateness_max_us: float = 0.0
+    #: time spans whose largest lateness exceeded LATE_SPAN_US: (start s, end s, max µs)
+    late_spans: list[tuple[float, float, float]] = field(default_factory=list)
+    #: the largest delay between a timeline step's instant and the engine applying it
+    apply_error_max_us: float | None = None
+    #: frames the kernel dropped at the engine's sockets before it saw them
+    kernel_drops: int = 0
+    #: the host over the run (%), and the worst sampling interval's steal
+    steal_pct: float = 0.0
+    steal_max_pct: float = 0.0
+    pressure_pct: float | None = None
+    #: probe senders' pacing: the latest a probe left against its slot (ms), and
+    #: how many left more than one interval late, per stream
+    pacing: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: scheduling of each engine shard as granted (e.g. "SCHED_FIFO 10", or refused)
+    policies: list[str] = field(default_factory=list)
+
+    @property
+    def pacing_late_max_ms(self) -> float:
+        return max((p["late_max_ms"] for p in self.pacing.values()), default=0.0)
+
+    def problems(self) -> list[str]:
+        """Plain words for each fact beyond what the verdict rule tolerates silently."""
+        return run_problems(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pacing_late_max_ms"] = self.pacing_late_max_ms
+        data["problems"] = self.problems()
+        return data
+
+
+def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_ns: int,
+              pacing: dict[str, dict[str, Any]], apply_error_max_us: float | None) -> Fidelity:
+    """Fold the engine's fidelity (FastPath.fidelity), its counters (stats), the
+    host's load and the probe senders' summaries into one Fidelity."""
+    shards = engine.get("shards", [])
+    stall_spans: list[tuple[float, float]] = []
+    for shard in shards:
+        stall_spans += [((start - t0_ns) / 1e9, length / 1e6) for start, length in shard.get("recent_stalls", [])]
+    # lateness: the p99 over every direction's histogram, merged
+    merged: dict[str, int] = {}
+    late_max_ns = 0
+    kernel_drops = 0
+    for entry in stats.values():
+        for direction in ("a_to_b", "b_to_a"):
+            counters = entry[direction]
+            for label, count in counters["release_lateness"]["histogram"].items():
+                merged[label] = merged.get(label, 0) + count
+            late_max_ns = max(late_max_ns, counters["release_lateness"]["max_ns"])
+            kernel_drops += counters.get("kernel_drops", 0)
+    p99 = lateness_bound_us({"release_lateness": {"histogram": merged}}, 0.99)
+    return Fidelity(
+        stalls=sum(s.get("stalls", 0) for s in shards),
+        stall_max_ms=max((s.get("stall_max_ns", 0) for s in shards), default=0) / 1e6,
+        stall_total_ms=sum(s.get("stall_total_ns", 0) for s in shards) / 1e6,
+        stall_threshold_ms=max((s.get("stall_threshold_ns", 1_000_000) for s in shards), default=1_000_000) / 1e6,
+        stall_spans=sorted(stall_spans),
+        dozes=sum(s.get("dozes", 0) for s in shards),
+        lateness_p99_us=p99 if p99 is None or p99 != float("inf") else 16384.0,
+        lateness_max_us=late_max_ns / 1e3,
+        late_spans=late_spans(engine, t0_ns),
+        apply_error_max_us=apply_error_max_us,
+        kernel_drops=kernel_drops,
+        steal_pct=host.steal_pct,
+        steal_max_pct=max((s for _, _, s, _ in host.intervals), default=host.steal_pct),
+        pressure_pct=host.pressure_pct,
+        pacing={name: {"late_max_ms": p.get("late_max_ns", 0) / 1e6,
+                       "late_over_interval": float(p.get("late_over_interval", 0)),
+                       "skipped": float(p.get("skipped", 0))} for name, p in pacing.items()},
+        policies=[str(s.get("policy", "unknown")) for s in shards],
+    )
+
+
+def late_spans(engine: dict[str, Any], t0_ns: int, threshold_us: float = LATE_SPAN_US) -> list[tuple[float, float, float]]:
+    """Consecutive time bins (any link direction) whose largest lateness exceeds
+    `threshold_us`, as (start s from t0, end s, max µs), merged."""
+    shards = engine.get("shards", [])
+    if not shards or not shards[0].get("bin_ns"):
+        return []
+    epoch, bin_ns = shards[0]["bin_epoch_ns"], shards[0]["bin_ns"]
+    worst: dict[int, float] = {}
+    for directions in engine.get("late_bins_us", {}).values():
+        for bins in directions.values():
+            for b, us in enumerate(bins):
+                if us > threshold_us:
+                    worst[b] = max(worst.get(b, 0.0), float(us))
+    spans: list[tuple[float, float, float]] = []
+    for b in sorted(worst):
+        start = (epoch + b * bin_ns - t0_ns) / 1e9
+        end = start + bin_ns / 1e9
+        if spans and abs(spans[-1][1] - start) < 1e-9:
+            spans[-1] = (spans[-1][0], end, max(spans[-1][2], worst[b]))
+        else:
+            spans.append((start, end, worst[b]))
+    return spans
+
+
+def host_reason(fidelity: Fidelity) -> str:
+    """Why the host could have bent a timing, or "" when it was quiet enough."""
+    if fidelity.steal_max_pct > STEAL_LIMIT_PCT:
+        return f"host CPU steal reached {fidelity.steal_max_pct:.1f} % (limit {STEAL_LIMIT_PCT:g} %)"
+    if fidelity.pressure_pct is not None and fidelity.pressure_pct > PRESSURE_LIMIT_PCT:
+        return (f"tasks waited for a CPU {fidelity.pressure_pct:.0f} % of the run "
+                f"(limit {PRESSURE_LIMIT_PCT:g} %): the nodes' stacks ran late")
+    return ""
+
+
+def run_problems(fidelity: Fidelity) -> list[str]:
+    """Each fidelity fact beyond what the verdict rule tolerates silently, in words."""
+    problems = []
+    if fidelity.stalls:
+        problems.append(f"engine stalled {fidelity.stalls}x (longest {fidelity.stall_max_ms:.1f} ms, "
+                        f"threshold {fidelity.stall_threshold_ms:g} ms)")
+    if fidelity.late_spans:
+        worst = max(us for _, _, us in fidelity.late_spans)
+        problems.append(f"releases late by up to {worst:.0f} µs in {len(fidelity.late_spans)} span(s)")
+    if fidelity.kernel_drops:
+        problems.append(f"{fidelity.kernel_drops} frames dropped by the kernel before the engine saw them")
+    busy = host_reason(fidelity)
+    if busy:
+        problems.append(busy)
+    if fidelity.pacing_late_max_ms > 1.0:
+        problems.append(f"a probe left {fidelity.pacing_late_max_ms:.1f} ms late")
+    refused = [p for p in fidelity.policies if not p.startswith("SCHED_FIFO")]
+    if refused:
+        problems.append(f"engine without real-time priority: {refused[0]}")
+    return problems

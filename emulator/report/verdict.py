@@ -1,0 +1,140 @@
+"""Three verdicts: an assertion passes, fails, or is inconclusive because the
+run's own error could have flipped it. Pure functions.
+
+A CI verdict is only worth having when a red run means the network is
+wrong, not the machine (FRR's topotests loosened their BFD timers because
+runs "fail on a loaded CI": FRR PR #9995, #15682, #8922). So each assertion
+is judged against what the run measured about itself (emulator.measure.
+fidelity) during the run:
+
+- timing metrics (names ending in _ms, _us, _s) have a margin: how far the
+  measured value lies inside its bound (for a pass) or outside it (for a
+  fail), in the metric's unit. The emulator's error for the metric is
+  - for a delay (one-way delay, RTT, jitter): the engine's release
+    lateness p99 (every packet's delay can be off by that much). Lateness
+    only ever adds delay, so only the upper bound can be crossed by it: a
+    delay below its lower bound is a plain fail, and a pass is only in
+    doubt when it lies within the error of the upper bound;
+  - for a span read from the probes (a gap, an outage, a loss- or
+    rate-derived convergence time): the longest engine stall plus the
+    probe sender's worst pacing error (its packets were late either way);
+  - for a span the routing daemons report (detection, convergence, first
+    route change): the longest engine stall (their packets crossed it);
+  - for the timeline's cut total: twice the largest delay of the engine's
+    loop in applying a step (the cut itself is exact: judged on arrival
+    stamps); the application error itself is measured, not judged.
+  When that error reaches the margin the assertion is inconclusive: the
+  emulator could have moved the value across the bound.
+- a failing timing assertion is also inconclusive when the host stole more
+  than STEAL_LIMIT_PCT of the CPU in any sampling interval, or when tasks
+  waited for a CPU more than PRESSURE_LIMIT_PCT of the time (the nodes'
+  stacks and the traffic tools then run late, which no engine figure shows).
+- a failing loss or count assertion is inconclusive when the kernel dropped
+  frames at the engine's sockets before it could see them (a loss the model
+  never drew), and a failing throughput assertion when the host stole CPU
+  beyond STEAL_LIMIT_PCT.
+- a non-numeric assertion (a path, a boolean) and anything the run did not
+  measure keep their plain pass/fail.
+A run is `fail` when any assertion fails or the run had errors, else
+`inconclusive` when any is, else `pass` (exit codes 1, 3, 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator.measure.fidelity import Fidelity
+    from emulator.report.report import AssertionResult
+
+from emulator.measure.fidelity import STEAL_LIMIT_PCT, host_reason
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+#: metric name parts that mark a delay (per-packet timing) metric
+DELAY_WORDS = ("owd", "rtt", "jitter")
+#: metric name parts that mark a count or loss metric
+COUNT_WORDS = ("loss", "lost", "drops", "received", "sent", "reordered", "duplicates", "packets", "route_changes")
+
+
+def unit_scale_ms(metric: str) -> float | None:
+    """How many of the metric's units make a millisecond (None: not a time)."""
+    if metric.endswith("_ms"):
+        return 1.0
+    if metric.endswith("_us"):
+        return 1000.0
+    if metric.endswith("_s"):
+        return 0.001
+    return None
+
+
+def margin(value: float, low: float | None, high: float | None) -> float:
+    """Distance of `value` to the nearest bound: inside for a pass, outside for a fail."""
+    distances = [abs(value - b) for b in (low, high) if b is not None and math.isfinite(b)]
+    return min(distances) if distances else math.inf
+
+
+#: span metrics the routing daemons measure (their packets cross the engine; no probe involved)
+DAEMON_SPANS = ("detection", "convergence_ms", "first_route", "bfd_expected")
+
+
+def is_delay(metric: str) -> bool:
+    """A per-packet delay metric (one-way delay, RTT, jitter)."""
+    return any(word in metric.rsplit(".", 1)[-1] for word in DELAY_WORDS)
+
+
+def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
+    """How far the emulator's own timing could have moved `metric` (ms), and from what."""
+    name = metric.rsplit(".", 1)[-1]
+    if is_delay(metric):
+        return (fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p99"
+    if metric == "events.cut_total_ms":
+        return 2 * (fidelity.apply_error_max_us or 0.0) / 1000, "twice the timeline's application error"
+    if metric == "events.apply_error_max_us":
+        return 0.0, ""
+    if any(word in name for word in DAEMON_SPANS) or metric.endswith(".convergence_s"):
+        return fidelity.stall_max_ms, "engine stall"
+    return fidelity.stall_max_ms + fidelity.pacing_late_max_ms, "engine stall + probe pacing error"
+
+
+def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, str]:
+    """The verdict on one assertion and, when inconclusive, why."""
+    plain = PASS if result.passed else FAIL
+    value = result.measured
+    if fidelity is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return plain, ""
+    name = result.metric.rsplit(".", 1)[-1]
+    scale = unit_scale_ms(result.metric)
+    if scale is not None:
+        error_ms, source = emulator_error_ms(result.metric, fidelity)
+        error = error_ms * scale
+        if is_delay(result.metric):
+            # lateness only adds delay: only the upper bound can have been crossed by it
+            below = result.low is not None and float(value) < result.low
+            room = math.inf if below else margin(float(value), None, result.high)
+        else:
+            room = margin(float(value), result.low, result.high)
+        if error > 0 and error >= room:
+            unit = result.metric.rsplit("_", 1)[-1]
+            return INCONCLUSIVE, (f"{source} {error:.3g} {unit} >= the {room:.3g} {unit} between "
+                                  f"the measured value and the bound")
+        if not result.passed:
+            busy = host_reason(fidelity)
+            if busy:
+                return INCONCLUSIVE, busy
+        return plain, ""
+    if not result.passed and any(word in name for word in COUNT_WORDS) and fidelity.kernel_drops > 0:
+        return INCONCLUSIVE, f"the kernel dropped {fidelity.kernel_drops} frames before the engine saw them"
+    if not result.passed and "throughput" in name and fidelity.steal_max_pct > STEAL_LIMIT_PCT:
+        return INCONCLUSIVE, f"host CPU steal reached {fidelity.steal_max_pct:.1f} % (limit {STEAL_LIMIT_PCT:g} %)"
+    return plain, ""
+
+
+def run_verdict(verdicts: list[str], errors: list[str]) -> str:
+    """The run's verdict from its assertions' verdicts and its errors."""
+    if errors or FAIL in verdicts:
+        return FAIL
+    if INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE
+    return PASS

@@ -1,0 +1,190 @@
+"""The verdict rule (emulator.report.verdict) on synthetic fidelity data: each reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator.measure.fidelity import Fidelity, late_spans, summarize
+from emulator.measure.host import CpuSample, HostLoad, parse_cpu_line, parse_pressure_some_us, pressure_pct, steal_pct
+from emulator.report.report import AssertionResult
+from emulator.report.verdict import judge, margin, run_verdict
+
+
+def result(metric: str, measured: object, low: float | None = None, high: float | None = None) -> AssertionResult:
+    ok = isinstance(measured, (int, float)) and (low is None or measured >= low) and (high is None or measured <= high)
+    return AssertionResult(metric, "", measured, ok, low=low, high=high)
+
+
+QUIET = Fidelity(lateness_p99_us=16.0, stall_max_ms=0.0, steal_max_pct=0.5, pressure_pct=3.0)
+
+
+def test_a_quiet_run_keeps_plain_verdicts() -> None:
+    assert judge(result("probe.owd_median_ms", 2.1, 2.0, 2.25), QUIET) == ("pass", "")
+    assert judge(result("probe.owd_median_ms", 2.4, 2.0, 2.25), QUIET) == ("fail", "")
+    assert judge(result("probe.loss_pct", 3.0, None, 1.0), QUIET) == ("fail", "")
+
+
+def test_lateness_near_a_delay_bound_is_inconclusive_either_way() -> None:
+    late = Fidelity(lateness_p99_us=512.0)
+    # 2.1 ms lies 0.15 ms inside [2.0, 2.25]: a p99 error of 0.512 ms could move it out
+    verdict, reason = judge(result("probe.owd_median_ms", 2.1, 2.0, 2.25), late)
+    assert verdict == "inconclusive" and "lateness" in reason and "0.512 ms" in reason
+    # ... and a value 0.05 ms over the bound could have been moved over it
+    assert judge(result("probe.owd_median_ms", 2.3, 2.0, 2.25), late)[0] == "inconclusive"
+    # far from the bound the same error cannot flip it
+    assert judge(result("probe.owd_median_ms", 5.0, 2.0, 2.25), late) == ("fail", "")
+    assert judge(result("routing.cut1.rtt_after_ms", 76.0, 75.0, 80.0), late) == ("pass", "")
+
+
+def test_a_stall_longer_than_the_margin_of_a_span_is_inconclusive() -> None:
+    stalled = Fidelity(stall_max_ms=300.0, lateness_p99_us=16.0)
+    verdict, reason = judge(result("probe.longest_gap_ms", 4.0, None, 50.0), stalled)
+    assert verdict == "inconclusive" and "stall" in reason
+    # a delay metric is judged on lateness, not on stalls
+    assert judge(result("probe.owd_median_ms", 2.1, 2.0, 2.25), stalled) == ("pass", "")
+    # the probe sender's pacing error counts for spans too
+    paced = Fidelity(pacing={"probe": {"late_max_ms": 60.0, "late_over_interval": 9, "skipped": 0}})
+    assert judge(result("routing.cut1.outage_ms", 950.0, None, 1000.0), paced)[0] == "inconclusive"
+    assert judge(result("routing.cut1.outage_ms", 300.0, None, 1000.0), paced) == ("pass", "")
+
+
+def test_units_are_respected() -> None:
+    stalled = Fidelity(stall_max_ms=2.0)
+    # 2 ms of stall = 2000 µs against a 500 µs margin; 0.002 s against a 1 s margin
+    assert judge(result("x.spread_us", 600.0, None, 1100.0), stalled)[0] == "inconclusive"
+    assert judge(result("routing.start.convergence_s", 7.0, None, 8.0), stalled) == ("pass", "")
+
+
+def test_lateness_only_adds_delay_so_only_the_upper_bound_is_in_doubt() -> None:
+    late = Fidelity(lateness_p99_us=64.0)
+    # 0.03 ms above the configured floor: lateness cannot have pushed it below
+    assert judge(result("probe.owd_min_ms", 37.81, 37.78, 38.2), late) == ("pass", "")
+    # below the floor: a plain fail, lateness would only have raised it
+    assert judge(result("probe.owd_min_ms", 37.70, 37.78, 38.2), late) == ("fail", "")
+    # within 64 µs of the upper bound, either side: in doubt
+    assert judge(result("probe.owd_median_ms", 38.17, 37.78, 38.2), late)[0] == "inconclusive"
+    assert judge(result("probe.owd_median_ms", 38.23, 37.78, 38.2), late)[0] == "inconclusive"
+
+
+def test_each_span_is_judged_on_its_own_error_source() -> None:
+    fidelity = Fidelity(stall_max_ms=5.0, apply_error_max_us=4.0,
+                        pacing={"probe": {"late_max_ms": 120.0, "late_over_interval": 50, "skipped": 3}})
+    # the cut total comes from the engine's applied instants: twice 4 µs against 5 ms of margin
+    assert judge(result("events.cut_total_ms", 5000.01, 4995, 5005), fidelity) == ("pass", "")
+    assert judge(result("events.cut_total_ms", 5000.005, 4999.999, 5005), fidelity)[0] == "inconclusive"
+    # detection is read from the daemons' logs: the probe sender's pacing is not in it
+    assert judge(result("routing.cut1.detection_ms", 280.0, 150, 400), fidelity) == ("pass", "")
+    assert judge(result("routing.cut1.detection_ms", 398.0, 150, 400), fidelity)[0] == "inconclusive"
+    # a gap is read from the probes: their pacing error counts
+    assert judge(result("probe.longest_gap_ms", 2000.0, None, 2100.0), fidelity)[0] == "inconclusive"
+    assert judge(result("events.apply_error_max_us", 900.0, None, 1000.0), fidelity) == ("pass", "")
+
+
+def test_a_busy_host_makes_failing_timings_inconclusive_but_not_passing_ones() -> None:
+    stolen = Fidelity(steal_max_pct=9.1)
+    verdict, reason = judge(result("probe.owd_median_ms", 2.4, 2.0, 2.25), stolen)
+    assert verdict == "inconclusive" and "steal reached 9.1 %" in reason
+    assert judge(result("probe.owd_median_ms", 2.1, 2.0, 2.25), stolen) == ("pass", "")
+    pressed = Fidelity(pressure_pct=40.0)
+    verdict, reason = judge(result("probe.owd_median_ms", 2.4, 2.0, 2.25), pressed)
+    assert verdict == "inconclusive" and "waited for a CPU 40 %" in reason
+    assert judge(result("bulk.throughput_mbps", 200.0, 300.0), stolen)[0] == "inconclusive"
+    assert judge(result("bulk.throughput_mbps", 200.0, 300.0), pressed) == ("fail", "")
+
+
+def test_kernel_drops_make_a_failing_loss_inconclusive() -> None:
+    dropped = Fidelity(kernel_drops=12)
+    verdict, reason = judge(result("probe.loss_pct", 3.0, None, 1.0), dropped)
+    assert verdict == "inconclusive" and "12 frames" in reason
+    assert judge(result("probe.loss_pct", 0.0, None, 1.0), dropped) == ("pass", "")
+
+
+def test_paths_booleans_and_unmeasured_keep_plain_verdicts() -> None:
+    bad = Fidelity(stall_max_ms=500.0, lateness_p99_us=9000.0, steal_max_pct=50.0, kernel_drops=5)
+    assert judge(result("routing.cut1.path_after", ["a", "b"]), bad) == ("fail", "")
+    assert judge(AssertionResult("routing.restore1.reverts_on_restore", "", True, True), bad) == ("pass", "")
+    assert judge(result("probe.owd_median_ms", None, 2.0, 2.25), bad) == ("fail", "")
+    assert judge(result("probe.owd_median_ms", 2.1, 2.0, 2.25), None) == ("pass", "")
+
+
+def test_margin_and_run_verdict() -> None:
+    assert margin(2.1, 2.0, 2.25) == pytest.approx(0.1)
+    assert margin(2.4, 2.0, 2.25) == pytest.approx(0.15)
+    assert margin(5.0, None, None) == float("inf")
+    assert run_verdict(["pass", "inconclusive"], []) == "inconclusive"
+    assert run_verdict(["inconclusive", "fail"], []) == "fail"
+    assert run_verdict(["pass"], ["iperf3 failed"]) == "fail"
+    assert run_verdict(["pass", "pass"], []) == "pass"
+
+
+def test_report_exit_codes_and_junit_skips() -> None:
+    from emulator.report.report import Report
+    from emulator.report.writers import junit_tree
+
+    inconclusive = result("probe.longest_gap_ms", 4.0, None, 50.0)
+    inconclusive.verdict, inconclusive.reason = "inconclusive", "engine stall 300 ms"
+    report = Report("s", "s.yaml", 1, "t", 1.0, 1.0, {}, {}, [inconclusive, result("probe.sent", 5.0, 1.0)], [], {}, {})
+    assert (report.verdict, report.exit_code, report.passed) == ("inconclusive", 3, False)
+    assert report.summary() == "INCONCLUSIVE (1/2 assertions, 1 inconclusive)"
+    suite = junit_tree(report).getroot().find("testsuite")
+    assert suite is not None and suite.get("skipped") == "1" and suite.get("failures") == "0"
+    assert report.to_dict()["verdict"] == "inconclusive"
+    assert Report.from_dict(report.to_dict()).assertions[0].reason == "engine stall 300 ms"
+
+
+# ------------------------------------------------------------------ the facts
+
+
+PROC_STAT = """\
+cpu  1000 10 500 8000 20 5 15 450 0 0
+cpu0 500 5 250 4000 10 2 7 225 0 0
+intr 1234
+"""
+
+
+def test_host_parsing_and_shares() -> None:
+    assert parse_cpu_line(PROC_STAT) == (10000, 450)
+    assert parse_pressure_some_us("some avg10=1.00 avg60=0.50 avg300=0.10 total=123456\nfull avg10=0 total=5\n") == 123456
+    a, b = CpuSample(0, 10000, 450, 0), CpuSample(1_000_000_000, 11000, 550, 250_000)
+    assert steal_pct(a, b) == pytest.approx(10.0)
+    assert pressure_pct(a, b) == pytest.approx(25.0)
+    assert pressure_pct(CpuSample(0, 1, 0, None), b) is None
+    with pytest.raises(ValueError):
+        parse_cpu_line("intr 5\n")
+
+
+def test_fidelity_summary_from_engine_data() -> None:
+    t0 = 10_000_000_000
+    histogram = {f"<{1 << k}us": 0 for k in range(15)} | {">=16384us": 0}
+    histogram["<16us"], histogram["<512us"] = 980, 20
+    counters = {"release_lateness": {"histogram": histogram, "max_ns": 400_000}, "kernel_drops": 3}
+    stats = {"l": {"a_to_b": counters, "b_to_a": {**counters, "kernel_drops": 0}}}
+    engine = {
+        "shards": [{"stalls": 2, "stall_max_ns": 5_000_000, "stall_total_ns": 7_000_000, "stall_threshold_ns": 1_000_000,
+                    "recent_stalls": [(t0 + 2_000_000_000, 5_000_000)], "dozes": 4, "bin_epoch_ns": t0,
+                    "bin_ns": 100_000_000, "policy": "SCHED_FIFO 10"}],
+        "late_bins_us": {"l": {"a_to_b": [0, 150, 300, 0, 120], "b_to_a": [50]}},
+    }
+    host = HostLoad(1.0, 4.0, [(0, 1, 0.5, 3.0), (1, 2, 7.0, 5.0)])
+    f = summarize(engine, stats, host, t0, {"probe": {"late_max_ns": 2_500_000, "late_over_interval": 3}}, 12.0)
+    # 2 x 980 of 2000 releases under 16 µs: the 99th percentile falls in the <512us bin
+    assert f.lateness_p99_us == 512.0 and f.lateness_max_us == 400.0
+    assert (f.stalls, f.stall_max_ms, f.stall_spans) == (2, 5.0, [(2.0, 5.0)])
+    assert f.kernel_drops == 3 and f.steal_max_pct == 7.0 and f.pacing_late_max_ms == 2.5
+    assert f.late_spans == [(pytest.approx(0.1), pytest.approx(0.3), 300.0), (pytest.approx(0.4), pytest.approx(0.5), 120.0)]
+    problems = f.problems()
+    assert any("stalled 2x" in p for p in problems) and any("steal reached 7.0 %" in p for p in problems)
+    assert f.to_dict()["problems"] == problems
+    assert late_spans({"shards": []}, t0) == []
+
+
+def test_udp_port_bound_reads_the_proc_table(tmp_path) -> None:
+    from emulator.run import udp_port_bound
+
+    table = tmp_path / "udp"
+    table.write_text(
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n"
+        "  12: 00000000:1B58 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n")
+    assert udp_port_bound(str(table), 7000)          # 0x1B58
+    assert not udp_port_bound(str(table), 7001)
+    assert not udp_port_bound(str(tmp_path / "missing"), 7000)
