@@ -87,6 +87,12 @@ cdef struct Schedule:
                             # one) so a status read racing the swap never reads freed memory
 
 
+cdef enum:
+    TAP_NONE = -1
+    TAP_FIRST = 0
+    TAP_LAST = 1
+
+
 cdef struct Direction:
     Params *params          # owned by the loop thread
     Params *pending         # published by Python, taken by the loop (atomic swap)
@@ -130,6 +136,18 @@ cdef struct Direction:
     # the engine's timer queue (engine.pyx): this direction's place in it
     int tq_pos
     int64_t tq_key
+    # probe tap: engine-side stamps of caspian probes (UDP to `tap_port`, the
+    # sequence number first in the payload), so the emulated network's own
+    # one-way delay is known apart from the hosts' stacks. TAP_FIRST: the
+    # source host's link, stamped at arrival; TAP_LAST: the target host's,
+    # stamped at release. (seq, time) pairs appended up to tap_cap.
+    int tap_role            # TAP_NONE, TAP_FIRST or TAP_LAST (atomic)
+    int tap_port
+    int64_t *tap_t
+    int64_t *tap_seq
+    int tap_len             # (atomic: entries below it are complete)
+    int tap_cap
+    uint64_t tap_overflow
 
 
 cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t seed) noexcept nogil:
@@ -160,6 +178,11 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     d.last_arrival_ns = 0
     d.tq_pos = -1
     d.tq_key = -1
+    d.tap_role = TAP_NONE
+    d.tap_t = NULL
+    d.tap_seq = NULL
+    d.tap_len = 0
+    d.tap_cap = 0
     return 0
 
 
@@ -174,6 +197,8 @@ cdef void direction_free(Direction *d) noexcept nogil:
     schedule_free(d.schedule)
     schedule_free(<Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL))
     d.schedule = NULL
+    free(d.tap_t); free(d.tap_seq)
+    d.tap_t = NULL; d.tap_seq = NULL
 
 
 cdef inline void direction_take_pending(Direction *d) noexcept nogil:
@@ -504,6 +529,41 @@ cdef inline void schedule_on_frame(Direction *d, int64_t arrival_ns, int64_t now
         s.awaiting_first += 1
 
 
+# ---------------------------------------------------------------- probe taps
+
+cdef inline int64_t probe_seq(const uint8_t *frame, int32_t length, int port) noexcept nogil:
+    """The sequence number of a caspian probe (IPv4 or IPv6 UDP to `port`), or -1."""
+    cdef int udp, k
+    cdef int64_t seq = 0
+    if length < ETH_HEADER_BYTES + 20:
+        return -1
+    if frame[12] == 0x08 and frame[13] == 0x00:
+        if frame[23] != 17:
+            return -1
+        udp = ETH_HEADER_BYTES + (frame[14] & 0x0F) * 4
+    elif frame[12] == 0x86 and frame[13] == 0xDD:
+        if frame[20] != 17:
+            return -1
+        udp = ETH_HEADER_BYTES + 40
+    else:
+        return -1
+    if udp + 16 > length or ((<int>frame[udp + 2] << 8) | frame[udp + 3]) != port:
+        return -1
+    for k in range(8):
+        seq = (seq << 8) | frame[udp + 8 + k]
+    return seq
+
+
+cdef inline void tap_record(Direction *d, int64_t seq, int64_t t_ns) noexcept nogil:
+    cdef int n = d.tap_len
+    if n >= d.tap_cap:
+        d.tap_overflow += 1
+        return
+    d.tap_seq[n] = seq
+    d.tap_t[n] = t_ns
+    csp_store_int(&d.tap_len, n + 1)
+
+
 # ---------------------------------------------------------------- the pipeline
 
 cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
@@ -521,7 +581,8 @@ cdef inline void count_drop(Direction *d, int reason, int32_t length) noexcept n
     d.counters.drop_bytes[reason] += length
 
 
-cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_t *frame, int32_t length, bint corrupt) noexcept nogil:
+cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_t *frame, int32_t length, bint corrupt,
+                       int32_t tag) noexcept nogil:
     """Stages 4-6 for one copy of a packet. Returns True when it is in flight."""
     cdef int slot
     cdef uint8_t *dst
@@ -563,6 +624,7 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     d.slots[slot].release_ns = release
     d.slots[slot].seq = d.next_seq
     d.slots[slot].length = length
+    d.slots[slot].reserved = tag     # a probe's sequence number + 1 on a TAP_LAST direction, else 0
     d.next_seq += 1
     heap_push(d, slot)
     return True
@@ -576,11 +638,22 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
     the frame is judged on its arrival stamp `arrival_ns`."""
     cdef Params *p
     cdef bint corrupt
+    cdef int role
+    cdef int64_t seq
+    cdef int32_t tag = 0
     # 0. timeline changes due by the frame's arrival: a frame that arrived
     # before a change's instant is judged as before it, whenever it is read
     if d.schedule != NULL:
         schedule_on_frame(d, arrival_ns, now_ns)
     d.last_arrival_ns = arrival_ns
+    role = csp_load_int(&d.tap_role)
+    if role != TAP_NONE:
+        seq = probe_seq(frame, length, d.tap_port)
+        if seq >= 0:
+            if role == TAP_FIRST:
+                tap_record(d, seq, arrival_ns)
+            elif seq < 2147483647:
+                tag = <int32_t>(seq + 1)
     p = d.params
     d.counters.rx_packets += 1
     d.counters.rx_bytes += length
@@ -598,7 +671,7 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
     # 3. duplicate / corrupt (the duplicate is an extra packet: counted in `duplicated`)
     corrupt = prng_chance(&d.rng, p.corrupt)
     # 4-6. queue, rate, delay
-    enqueue_copy(d, p, arrival_ns, frame, length, corrupt)
+    enqueue_copy(d, p, arrival_ns, frame, length, corrupt, tag)
     if prng_chance(&d.rng, p.duplicate):
         d.counters.duplicated += 1
-        enqueue_copy(d, p, arrival_ns, frame, length, False)
+        enqueue_copy(d, p, arrival_ns, frame, length, False, tag)

@@ -90,6 +90,7 @@ cdef class Engine:
     cdef int64_t bin_epoch_ns    # start of time bin 0 (CLOCK_REALTIME); 0 = no bins
     cdef int64_t bin_ns
     cdef int32_t *late_bins      # n_dirs x LATE_BINS: the largest lateness (µs) released in each bin
+    cdef list retired_taps       # probe-tap arrays replaced while the loop may still write them
     # receive batch: scratch frames, addresses, control buffers
     cdef mmsghdr rx_msgs[MAX_BATCH]
     cdef iovec rx_iov[MAX_BATCH]
@@ -130,11 +131,16 @@ cdef class Engine:
         self.rx_stride = 0
         self.rx_frames = NULL
         self.stall_threshold_ns = 1000000
+        self.retired_taps = []
 
     def __dealloc__(self):
         cdef int i
         for i in range(self.n_dirs):
             direction_free(&self.dirs[i])
+        if self.retired_taps is not None:
+            for t, q in self.retired_taps:
+                free(<void *><size_t>t)
+                free(<void *><size_t>q)
         free(self.dirs)
         free(self.io)
         free(self.snapshot)
@@ -332,6 +338,48 @@ cdef class Engine:
     def describe_io(self) -> dict:
         return {"socket_errors": self.socket_errors, "wakeups": self.wakeups, "dozes": self.dozes}
 
+    def set_probe_tap(self, int direction, str role, int port, int capacity) -> None:
+        """Stamp caspian probes (UDP to `port`) crossing `direction`: role "first"
+        (the source host's link: at arrival), "last" (the target host's: at
+        release) or "none". Keeps up to `capacity` (seq, ns) pairs; starts empty."""
+        self._check_direction(direction)
+        cdef Direction *d = &self.dirs[direction]
+        cdef int64_t *t
+        cdef int64_t *q
+        if role == "none":
+            csp_store_int(&d.tap_role, TAP_NONE)
+            return
+        if role not in ("first", "last") or not 0 < port < 65536 or capacity < 1:
+            raise ValueError("role must be first, last or none; port 1..65535; capacity >= 1")
+        csp_store_int(&d.tap_role, TAP_NONE)
+        if capacity > d.tap_cap:
+            # The loop may still be appending to the old arrays until it sees
+            # the role above: they are kept (freed with the engine), not freed now.
+            t = <int64_t *>malloc(<size_t>capacity * sizeof(int64_t))
+            q = <int64_t *>malloc(<size_t>capacity * sizeof(int64_t))
+            if t == NULL or q == NULL:
+                free(t); free(q)
+                raise MemoryError()
+            if d.tap_t != NULL:
+                self.retired_taps.append((<size_t>d.tap_t, <size_t>d.tap_seq))
+            d.tap_cap = 0
+            d.tap_t = t
+            d.tap_seq = q
+            d.tap_cap = capacity
+        csp_store_int(&d.tap_len, 0)
+        d.tap_overflow = 0
+        d.tap_port = port
+        csp_store_int(&d.tap_role, TAP_FIRST if role == "first" else TAP_LAST)
+
+    def probe_tap(self, int direction) -> dict:
+        """The probe stamps of a direction so far: `seq` and `t_ns` lists, `overflow`."""
+        self._check_direction(direction)
+        cdef Direction *d = &self.dirs[direction]
+        cdef int n = csp_load_int(&d.tap_len)
+        cdef int k
+        return {"seq": [d.tap_seq[k] for k in range(n)], "t_ns": [d.tap_t[k] for k in range(n)],
+                "overflow": d.tap_overflow}
+
     def set_fidelity(self, int64_t epoch_ns, int64_t bin_ns, int64_t stall_threshold_ns) -> None:
         """Start time bins of release lateness at `epoch_ns` (bins of `bin_ns`,
         LATE_BINS of them) and count loop stalls longer than `stall_threshold_ns`.
@@ -527,6 +575,8 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
             if r > 0:
                 for k in range(sent, sent + r):
                     count_lateness(d, now - d.slots[e.tx_slot[k]].release_ns)
+                    if d.slots[e.tx_slot[k]].reserved > 0 and d.tap_role == TAP_LAST:
+                        tap_record(d, d.slots[e.tx_slot[k]].reserved - 1, now)
                     if e.late_bins != NULL:
                         bin_lateness(e, i, now, now - d.slots[e.tx_slot[k]].release_ns)
                     d.counters.tx_packets += 1

@@ -76,6 +76,8 @@ class _Stream:
     receiver: subprocess.Popen | None = None
     sender: subprocess.Popen | None = None
     started: bool = False
+    #: the engine's probe taps of this stream (FastPath.set_probe_taps), [] when untapped
+    taps: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ScenarioRun:
@@ -142,6 +144,46 @@ class ScenarioRun:
                     break  # it failed or is very slow: its stream reports the loss, _wait the exit code
                 time.sleep(0.02)
         time.sleep(0.05)  # the rest of the receivers' set-up (stop handlers) after bind
+
+    def _set_probe_taps(self) -> None:
+        """Have the engine stamp each probe stream at its first link (arrival from
+        the source) and its last (release to the target): the network's own
+        one-way delay, apart from the hosts' stacks. One stream per link direction
+        (the first in the file that uses it)."""
+        topology = self.scenario.topology
+        taken: set[tuple[str, str]] = set()
+        for s in self.streams:
+            spec = s.spec
+            if spec.kind != "probe":
+                continue
+            stop_ns = spec.stop_ns if spec.stop_ns is not None else self.scenario.duration_ns
+            # every probe sent, twice over for duplicates, and room for a late start
+            capacity = int(spec.rate * (stop_ns - spec.start_ns) / 1e9 * 2) + 1024
+            first = [(link.name, "a_to_b" if link.a.node == spec.source else "b_to_a")
+                     for link in topology.links_of(spec.source)]
+            last = [(link.name, "a_to_b" if link.b.node == spec.target else "b_to_a")
+                    for link in topology.links_of(spec.target)]
+            if taken & set(first + last):
+                continue
+            taken.update(first + last)
+            s.taps = ([{"link": l, "direction": d, "role": "first", "port": s.port, "capacity": capacity}
+                       for l, d in first]
+                      + [{"link": l, "direction": d, "role": "last", "port": s.port, "capacity": capacity}
+                         for l, d in last])
+        self.testbed.engine.set_probe_taps([tap for s in self.streams for tap in s.taps])
+
+    def _network_owd(self, s: _Stream) -> dict[str, float | None]:
+        """`net_owd_*` of a tapped probe stream from the engine's stamps ({} when untapped)."""
+        if not s.taps:
+            return {}
+        stamps = self.testbed.engine.probe_taps(s.taps)
+        merged: dict[str, dict[str, list[int]]] = {"first": {"seq": [], "t_ns": []}, "last": {"seq": [], "t_ns": []}}
+        for tap, got in zip(s.taps, stamps):
+            merged[tap["role"]]["seq"] += got["seq"]
+            merged[tap["role"]]["t_ns"] += got["t_ns"]
+            if got["overflow"]:
+                self.errors.append(f"{s.spec.name}: the engine's probe stamps overflowed ({got['overflow']} lost)")
+        return analysis.network_owd(merged["first"], merged["last"])
 
     def _start_sender(self, s: _Stream) -> None:
         spec = s.spec
@@ -225,6 +267,7 @@ class ScenarioRun:
         self.t0_ns = time.time_ns() + int(LEAD_S * 1e9)
         # the engine's lateness time bins start at t0, its stall count now
         self.testbed.engine.set_fidelity(self.t0_ns, FIDELITY_BIN_NS, STALL_THRESHOLD_NS)
+        self._set_probe_taps()
         # Work items in time order: (time from t0, what). Senders of probes are
         # started at once (they wait for their own start time: exact); iperf3
         # clients are started at their start time.
@@ -311,6 +354,7 @@ class ScenarioRun:
                         trace_records = (records, summary)
                     result = analysis.analyze_probes(records, summary["sent"], summary["interval_ns"],
                                                      event_windows=windows)
+                    result.update(self._network_owd(s))
                     sent_times = analysis.estimate_send_times(records, summary["sent"], summary["interval_ns"],
                                                               summary["first_ns"])
                     series[name] = analysis.probe_series(records, self.t0_ns, sent_times=sent_times)

@@ -16,7 +16,7 @@ from emulator.model.linkparams import LinkParams
 
 #: ops the engine process understands
 OPS = ("ping", "stats", "params", "set", "cut", "restore", "schedule", "schedule_status",
-       "set_fidelity", "fidelity", "shutdown")
+       "set_fidelity", "fidelity", "set_probe_taps", "probe_taps", "shutdown")
 
 
 class EngineClient:
@@ -89,6 +89,14 @@ class EngineClient:
     def fidelity(self) -> dict[str, Any]:
         """The engine's own timing errors (FastPath.fidelity)."""
         return self.request("fidelity")
+
+    def set_probe_taps(self, taps: list[dict[str, Any]]) -> None:
+        """Stamp probes at the first and last links in the engine (FastPath.set_probe_taps)."""
+        self.request("set_probe_taps", taps=taps)
+
+    def probe_taps(self, taps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The engine's probe stamps of each tap (FastPath.probe_taps)."""
+        return self.request("probe_taps", taps=taps)
 
     def shutdown(self) -> None:
         self.request("shutdown")

@@ -116,6 +116,11 @@ class EngineServer:
             return None
         if op == "fidelity":
             return fp.fidelity()
+        if op == "set_probe_taps":
+            fp.set_probe_taps(list(request["taps"]))
+            return None
+        if op == "probe_taps":
+            return fp.probe_taps(list(request["taps"]))
         if op == "shutdown":
             self.stop()
             return None

@@ -410,6 +410,29 @@ class FastPath:
                     out[index]["carrier_applied_ns"] = applied_ns
         return out
 
+    def set_probe_taps(self, taps: list[dict[str, Any]]) -> None:
+        """Stamp probes in the engine: each tap `{link, direction (a_to_b|b_to_a), role
+        (first|last), port, capacity}`. Replaces every earlier tap."""
+        with self._lock:
+            for link in self._links.values():
+                for k in (0, 1):
+                    self._engines[link.shard].set_probe_tap(2 * link.index + k, "none", 0, 0)
+            for tap in taps:
+                link = self.link(tap["link"])
+                k = DIRECTIONS.index(tap["direction"])
+                self._engines[link.shard].set_probe_tap(2 * link.index + k, tap["role"], int(tap["port"]),
+                                                        int(tap["capacity"]))
+
+    def probe_taps(self, taps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stamps of each tap asked for (`link`, `direction`): seq, t_ns, overflow."""
+        with self._lock:
+            out = []
+            for tap in taps:
+                link = self.link(tap["link"])
+                k = DIRECTIONS.index(tap["direction"])
+                out.append(self._engines[link.shard].probe_tap(2 * link.index + k))
+            return out
+
     def set_fidelity(self, epoch_ns: int, bin_ns: int, stall_threshold_ns: int) -> None:
         """Start each shard's lateness time bins at `epoch_ns` and count stalls over the threshold."""
         with self._lock:

@@ -44,7 +44,8 @@ class Fidelity:
     stall_spans: list[tuple[float, float]] = field(default_factory=list)
     #: forced short sleeps of the real-time loop (sleep budget)
     dozes: int = 0
-    #: release lateness over all link directions: p99 bound (log2 bin edge) and max, µs
+    #: release lateness over all link directions: p50 and p99 bounds (log2 bin edges) and max, µs
+    lateness_p50_us: float | None = None
     lateness_p99_us: float | None = None
     lateness_max_us: float = 0.0
     #: time spans whose largest lateness exceeded LATE_SPAN_US: (start s, end s, max µs)
@@ -97,6 +98,7 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
                 merged[label] = merged.get(label, 0) + count
             late_max_ns = max(late_max_ns, counters["release_lateness"]["max_ns"])
             kernel_drops += counters.get("kernel_drops", 0)
+    p50 = lateness_bound_us({"release_lateness": {"histogram": merged}}, 0.5)
     p99 = lateness_bound_us({"release_lateness": {"histogram": merged}}, 0.99)
     return Fidelity(
         stalls=sum(s.get("stalls", 0) for s in shards),
@@ -105,6 +107,7 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
         stall_threshold_ms=max((s.get("stall_threshold_ns", 1_000_000) for s in shards), default=1_000_000) / 1e6,
         stall_spans=sorted(stall_spans),
         dozes=sum(s.get("dozes", 0) for s in shards),
+        lateness_p50_us=p50 if p50 is None or p50 != float("inf") else 16384.0,
         lateness_p99_us=p99 if p99 is None or p99 != float("inf") else 16384.0,
         lateness_max_us=late_max_ns / 1e3,
         late_spans=late_spans(engine, t0_ns),

@@ -386,18 +386,4 @@ def pids_by_netns(names: list[str]) -> dict[str, list[int]]:
 
 def pids_in_netns(name: str) -> list[int]:
     """PIDs of processes whose network namespace is the named one (read-only scan)."""
-    try:
-        target = os.stat(netns_path(name))
-    except FileNotFoundError:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue  # gone meanwhile, or a kernel thread we may not inspect
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-            found.append(int(entry))
-    return found
+    return pids_by_netns([name])[name]

@@ -11,7 +11,9 @@ fidelity) during the run:
   measured value lies inside its bound (for a pass) or outside it (for a
   fail), in the metric's unit. The emulator's error for the metric is
   - for a delay (one-way delay, RTT, jitter): the engine's release
-    lateness p99 (every packet's delay can be off by that much). Lateness
+    lateness that moves that statistic: p50 for a minimum, median or mean
+    (they move with the typical release), p99 for a p99 or a jitter, the
+    maximum for a maximum. Lateness
     only ever adds delay, so only the upper bound can be crossed by it: a
     delay below its lower bound is a plain fail, and a pass is only in
     doubt when it lies within the error of the upper bound;
@@ -88,7 +90,14 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
     """How far the emulator's own timing could have moved `metric` (ms), and from what."""
     name = metric.rsplit(".", 1)[-1]
     if is_delay(metric):
-        return (fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p99"
+        # the statistic decides which lateness can move it: a minimum, median or
+        # mean moves with the typical release (p50), a p99 or a jitter with the
+        # tail (p99), a maximum with the worst
+        if name.endswith("max_ms"):
+            return fidelity.lateness_max_us / 1000, "release lateness max"
+        if "p99" in name or "jitter" in name:
+            return (fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p99"
+        return (fidelity.lateness_p50_us or fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p50"
     if metric == "events.cut_total_ms":
         return 2 * (fidelity.apply_error_max_us or 0.0) / 1000, "twice the timeline's application error"
     if metric == "events.apply_error_max_us":

@@ -26,6 +26,8 @@ TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
         "sent", "received", "loss_pct", "loss_outside_events_pct",
         "owd_min_ms", "owd_median_ms", "owd_mean_ms", "owd_p99_ms", "owd_max_ms",
         "jitter_ms", "reordered", "duplicates", "longest_gap_ms", "loss_burst_mean",
+        # the emulated network alone (engine stamps at the first and last link)
+        "net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms",
     ),
     "tcp": ("throughput_mbps", "retransmits", "bytes"),
     "udp": ("throughput_mbps", "loss_pct", "jitter_ms", "bytes"),

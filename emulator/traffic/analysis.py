@@ -118,6 +118,26 @@ def nearest_rank(sorted_values: Sequence[Any], fraction: float) -> Any:
     return sorted_values[rank - 1]
 
 
+def network_owd(first: dict[str, list[int]], last: dict[str, list[int]]) -> dict[str, float | None]:
+    """The emulated network's own one-way delay of each probe, from the engine's
+    stamps: its arrival at the source host's link (`first`: seq and t_ns lists)
+    to its release onto the target host's link (`last`), so without the hosts'
+    stacks. `net_owd_min/median/p99/max_ms` over the probes stamped at both
+    ends (the first copy of each at either end); None without any."""
+    arrived: dict[int, int] = {}
+    for seq, t in zip(first["seq"], first["t_ns"]):
+        arrived.setdefault(seq, t)
+    released: dict[int, int] = {}
+    for seq, t in zip(last["seq"], last["t_ns"]):
+        released.setdefault(seq, t)
+    delays = sorted(released[seq] - arrived[seq] for seq in released if seq in arrived)
+    names = ("net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms")
+    if not delays:
+        return dict.fromkeys(names)
+    values = (delays[0], statistics.median(delays), nearest_rank(delays, 0.99), delays[-1])
+    return {name: value / 1e6 for name, value in zip(names, values)}
+
+
 def analyze_probes(records: Any, sent: int, interval_ns: int, *,
                    event_windows: Sequence[tuple[int, int]] = ()) -> dict[str, float | None]:
     """Every metric of TRAFFIC_METRICS["probe"] for one stream (see the module docstring)."""

@@ -200,3 +200,19 @@ def test_two_shards_forward_a_path_across_both_and_counters_add_up(make_testbed:
     status = testbed.schedule_status()
     assert all(d["applied_ns"] is not None for entry in status for d in entry["directions"].values()), status
     assert all(entry["cut"] for entry in testbed.stats().values())
+
+
+@needs_ping
+def test_a_25_router_grid_forwards_corner_to_corner_and_leaves_nothing(make_testbed: Any) -> None:
+    """A 5x5 router grid with its two corner hosts, engine and all: a ping crosses
+    it (10 links each way) and the testbed goes without a trace (make_testbed checks
+    namespaces, run directory and engine process after the test)."""
+    from emulator.bench.grid import grid_topology
+
+    topology = grid_topology(5, 5)
+    hosts = [node.name for node in topology.nodes if node.role == "host"]
+    testbed = make_testbed(topology)
+    assert len(testbed.stats()) == len(topology.links) == 42
+    result = ping(testbed, hosts[0], hosts[-1], count=5, interval_s=0.02)
+    assert result.received == 5, result
+    assert_invariant(testbed.stats())

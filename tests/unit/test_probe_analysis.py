@@ -211,3 +211,14 @@ def test_route_changes_before_a_span_do_not_count_for_it() -> None:
     assert windows == [(8 * S - WINDOW["lead_in_ns"], 30 * S + WINDOW["settle_ns"])]
     windows = analysis.disturbance_windows([(8 * S, 10 * S)], [int(3 * S)], **WINDOW)
     assert windows == [(8 * S - WINDOW["lead_in_ns"], 11 * S)]
+
+
+def test_network_owd_from_engine_stamps() -> None:
+    from emulator.traffic.analysis import network_owd
+
+    first = {"seq": [0, 1, 2, 3, 1], "t_ns": [1_000, 2_000, 3_000, 4_000, 9_999]}   # 1 seen twice: first copy
+    last = {"seq": [0, 1, 3, 3], "t_ns": [2_001_000, 2_002_000, 2_104_000, 2_200_000]}  # 2 never released
+    got = network_owd(first, last)
+    # delays of 0, 1, 3: 2.000, 2.000, 2.100 ms
+    assert got == {"net_owd_min_ms": 2.0, "net_owd_median_ms": 2.0, "net_owd_p99_ms": 2.1, "net_owd_max_ms": 2.1}
+    assert network_owd({"seq": [], "t_ns": []}, last) == dict.fromkeys(got)

@@ -188,3 +188,14 @@ def test_udp_port_bound_reads_the_proc_table(tmp_path) -> None:
     assert udp_port_bound(str(table), 7000)          # 0x1B58
     assert not udp_port_bound(str(table), 7001)
     assert not udp_port_bound(str(tmp_path / "missing"), 7000)
+
+
+def test_the_statistic_decides_which_lateness_counts() -> None:
+    tail = Fidelity(lateness_p50_us=16.0, lateness_p99_us=512.0, lateness_max_us=8000.0)
+    # a median 0.1 ms under its bound moves with the typical release (< 16 µs): conclusive
+    assert judge(result("probe.owd_median_ms", 2.15, 2.0, 2.25), tail) == ("pass", "")
+    assert judge(result("probe.net_owd_min_ms", 2.03, 2.012, 2.112), tail) == ("pass", "")
+    # a p99 moves with the tail, a maximum with the worst
+    assert judge(result("probe.owd_p99_ms", 2.5, None, 2.8), tail)[0] == "inconclusive"
+    verdict, reason = judge(result("probe.owd_max_ms", 5.0, None, 10.0), tail)
+    assert verdict == "inconclusive" and "max" in reason
