@@ -133,8 +133,8 @@ def test_default_topology() -> None:
     cable = topology.link("aktau-sumgait")
     assert cable.nodes == ("aktau", "sumgait") and cable.preset == "aktau-sumgait"
     assert cable.a_to_b.delay_ns / 1e6 == pytest.approx(1.91, abs=0.005)
-    # the testbed lights one 1 Gbit/s wave of the cable; the preset itself has no rate
-    assert cable.a_to_b.rate_bps == 1_000_000_000 and cable.a_to_b.jitter_ns == 0
+    # the testbed lights 300 Mbit/s of the cable; the preset itself has no rate
+    assert cable.a_to_b.rate_bps == 300_000_000 and cable.a_to_b.jitter_ns == 0
     assert topology.link("europe-sumgait").nodes == ("europe", "sumgait")
     assert topology.link("aktau-asia").nodes == ("aktau", "asia")
 
