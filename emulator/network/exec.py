@@ -54,16 +54,10 @@ def _fail(what: str) -> NoReturn:
     raise TestbedError(f"{what}: {os.strerror(err)}")
 
 
-def enter_node(netns: str) -> ctypes.CDLL:
-    """Move this (single-threaded) process into `netns` with a private mount namespace.
-
-    Private, so mounts made afterwards (the hosts file, a sysfs) never
-    propagate back to the host. Returns libc for further mounts.
-    """
-    libc = _libc()
-    path = os.path.join(NETNS_RUN_DIR, netns)
+def enter_netns(libc: ctypes.CDLL, netns: str) -> None:
+    """Move this process (its calling thread) into the named network namespace."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
     except FileNotFoundError:
         raise TestbedError(f"network namespace {netns!r} does not exist (is the testbed up?)") from None
     try:
@@ -71,6 +65,16 @@ def enter_node(netns: str) -> ctypes.CDLL:
             _fail(f"cannot enter network namespace {netns!r}")
     finally:
         os.close(fd)
+
+
+def enter_node(netns: str) -> ctypes.CDLL:
+    """Move this (single-threaded) process into `netns` with a private mount namespace.
+
+    Private, so mounts made afterwards (the hosts file, a sysfs) never
+    propagate back to the host. Returns libc for further mounts.
+    """
+    libc = _libc()
+    enter_netns(libc, netns)
     if libc.unshare(CLONE_NEWNS) != 0:
         _fail("cannot create a private mount namespace")
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:

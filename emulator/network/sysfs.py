@@ -14,13 +14,12 @@ threads. One child for all namespaces: starting a Python per namespace cost
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import Sequence
 
 from emulator.errors import TestbedError
-from emulator.network.exec import CLONE_NEWNET, MNT_DETACH, NETNS_RUN_DIR, _fail, enter_node
+from emulator.network.exec import MNT_DETACH, _fail, enter_netns, enter_node
 
 
 def write_in_namespaces(values: dict[str, dict[str, str]]) -> None:
@@ -45,15 +44,7 @@ def _write_all(work: dict[str, dict[str, str]]) -> None:
         if libc is None:
             libc = enter_node(netns)  # also the private mount namespace, once
         else:
-            try:
-                fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
-            except FileNotFoundError:
-                raise TestbedError(f"network namespace {netns!r} does not exist") from None
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    _fail(f"cannot enter network namespace {netns!r}")
-            finally:
-                os.close(fd)
+            enter_netns(libc, netns)
         # a sysfs mount shows the namespace its mounter was in when mounting
         if libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None) != 0:
             _fail(f"cannot mount sysfs for namespace {netns}")
