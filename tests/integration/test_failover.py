@@ -47,4 +47,6 @@ def test_ring_cut_failover_metrics(make_testbed: Callable[..., Any]) -> None:
     assert m["routing.restore1.reverts_on_restore"] is True
     assert 8 <= m["routing.cut1.rtt_before_ms"] < 10 and 40 <= m["routing.cut1.rtt_after_ms"] < 43
     assert any(mark.kind == "route" for mark in report.marks)
+    if report.verdict == "inconclusive":  # the machine, not the network, could have flipped one
+        pytest.skip("inconclusive: " + "; ".join(f"{a.metric}: {a.reason}" for a in report.inconclusive))
     assert report.passed, report.failed

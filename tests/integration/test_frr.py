@@ -71,6 +71,8 @@ def test_frr_ring_fails_over_within_a_second(make_testbed: Callable[..., Any]) -
 
     report = testbed.run()
     m = report.metrics
+    if report.verdict == "inconclusive":  # the machine, not the network, could have flipped one
+        pytest.skip("inconclusive: " + "; ".join(f"{a.metric}: {a.reason}" for a in report.inconclusive))
     assert report.errors == [] and report.passed, (report.failed, report.errors)
     assert BFD_DETECT_MS[0] <= m["routing.cut1.detection_ms"] <= BFD_DETECT_MS[1], m["routing.cut1.detection_ms"]
     assert m["routing.cut1.detected_by"].startswith("bfd ")

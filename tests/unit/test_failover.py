@@ -206,3 +206,19 @@ def test_detection_is_the_first_logged_state_change_after_the_step() -> None:
     assert m["routing.cut1.detected_by"] == "bfd rb 198.18.0.9 down"
     assert m["routing.restore1.detection_ms"] == 1400.0
     assert m["routing.cut1.detection_ms"] < m["routing.cut1.first_route_ms"]
+
+
+def test_a_neighbour_loss_stamped_just_before_its_bfd_down_is_named_after_bfd() -> None:
+    """bfdd descheduled on a busy CPU stamps its down after ospfd stamped the loss it caused."""
+    from emulator.routing.failover import Step, first_state_change
+
+    step = Step("cut1", "cut", "ra-rb", 4 * S, 8 * S)
+    ospf_first = [StateEvent(4 * S + 250 * MS, "ra", "ospf", "198.19.0.2", "down"),
+                  StateEvent(4 * S + 253 * MS, "ra", "bfd", "198.18.0.2", "down")]
+    got = first_state_change(step, ospf_first)
+    assert got is not None and (got.kind, got.t_ns) == ("bfd", 4 * S + 250 * MS)
+    # a neighbour loss with no BFD down close behind stays the protocol's (the dead timer)
+    dead = [StateEvent(4 * S + 3900 * MS, "ra", "ospf", "198.19.0.2", "down"),
+            StateEvent(4 * S + 3990 * MS, "ra", "bfd", "198.18.0.2", "down")]
+    got = first_state_change(step, dead)
+    assert got is not None and got.kind == "ospf"
