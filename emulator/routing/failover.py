@@ -201,8 +201,9 @@ def failover_metrics(
     return out
 
 
-#: a BFD session going down this soon after a routing protocol's neighbour loss caused it
-CAUSE_WINDOW_NS = 20_000_000
+#: a BFD session going down this soon after a routing protocol's neighbour change caused
+#: it: far below any hello or dead timer (seconds), above a log stamp delayed by a busy CPU
+CAUSE_WINDOW_NS = 100_000_000
 
 
 def first_state_change(step: Step, state_events: Sequence[StateEvent]) -> StateEvent | None:
@@ -211,8 +212,9 @@ def first_state_change(step: Step, state_events: Sequence[StateEvent]) -> StateE
 
     Each daemon stamps a change when it writes its log line: a bfdd
     descheduled on a busy CPU can stamp its session's down after ospfd
-    stamped the neighbour loss that down caused (seen under stress-ng). An
-    OSPF or BGP neighbour lost within CAUSE_WINDOW_NS of a BFD down was
+    stamped the neighbour loss that down caused (seen under stress-ng: FRR's
+    "... -> Deleted" first). An OSPF or BGP neighbour change within
+    CAUSE_WINDOW_NS before a BFD down was
     brought down by BFD (their own timers take seconds): the detection keeps
     the earliest stamp and is named after the BFD event.
     """
@@ -220,7 +222,7 @@ def first_state_change(step: Step, state_events: Sequence[StateEvent]) -> StateE
     if not inside:
         return None
     first = inside[0]
-    if first.kind != "bfd" and first.state == "down":
+    if first.kind != "bfd":
         for event in inside[1:]:
             if event.t_ns - first.t_ns > CAUSE_WINDOW_NS:
                 break

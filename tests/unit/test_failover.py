@@ -213,12 +213,12 @@ def test_a_neighbour_loss_stamped_just_before_its_bfd_down_is_named_after_bfd() 
     from emulator.routing.failover import Step, first_state_change
 
     step = Step("cut1", "cut", "ra-rb", 4 * S, 8 * S)
-    ospf_first = [StateEvent(4 * S + 250 * MS, "ra", "ospf", "198.19.0.2", "down"),
-                  StateEvent(4 * S + 253 * MS, "ra", "bfd", "198.18.0.2", "down")]
+    ospf_first = [StateEvent(4 * S + 250 * MS, "ra", "ospf", "198.19.0.2", "deleted"),
+                  StateEvent(4 * S + 290 * MS, "ra", "bfd", "198.18.0.2", "down")]
     got = first_state_change(step, ospf_first)
     assert got is not None and (got.kind, got.t_ns) == ("bfd", 4 * S + 250 * MS)
     # a neighbour loss with no BFD down close behind stays the protocol's (the dead timer)
     dead = [StateEvent(4 * S + 3900 * MS, "ra", "ospf", "198.19.0.2", "down"),
-            StateEvent(4 * S + 3990 * MS, "ra", "bfd", "198.18.0.2", "down")]
+            StateEvent(4 * S + 4100 * MS, "ra", "bfd", "198.18.0.2", "down")]
     got = first_state_change(step, dead)
     assert got is not None and got.kind == "ospf"
