@@ -544,6 +544,37 @@ def link_metrics(stats: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def measured_paths(topology: Any, traffic: tuple[TrafficSpec, ...],
+                   metrics: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """The link directions each delay figure crossed (Fidelity.paths): per traffic
+    stream the least-delay path, or the longest of the paths a failover trace saw it
+    take; per routing step's traced path (`routing.<step>.before|after`) there and back."""
+    from emulator.scenario.paths import path_hops, shortest_path
+
+    def hops(nodes: Any) -> list[tuple[str, str]] | None:
+        if not isinstance(nodes, list) or len(nodes) < 2:
+            return None
+        try:
+            return path_hops(topology, nodes)
+        except KeyError:
+            return None  # a trace cut short, or through a node it could not name
+
+    traced: list[list[str]] = []
+    out: dict[str, list[tuple[str, str]]] = {}
+    for metric, value in metrics.items():
+        parts = metric.split(".")
+        if parts[0] == "routing" and len(parts) == 3 and parts[2] in ("path_before", "path_after"):
+            there, back = hops(value), hops(list(reversed(value)) if isinstance(value, list) else None)
+            if there and back:
+                out[f"routing.{parts[1]}.{parts[2].split('_')[1]}"] = there + back
+                traced.append(value)
+    for spec in traffic:
+        candidates = [hops(shortest_path(topology, spec.source, spec.target))]
+        candidates += [hops(nodes) for nodes in traced if nodes[0] == spec.source and nodes[-1] == spec.target]
+        out[spec.name] = max((c for c in candidates if c), key=len, default=[])
+    return out
+
+
 def implicit_scenario(scenario: Scenario) -> Scenario:
     """For a file with only a topology: 10 s of 1 kHz probes between the first
     and last host, asserting the configured one-way delay (+0.3 ms of stacks)."""
@@ -589,7 +620,8 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
     errors_us = [e["apply_error_us"] for e in timeline if e["apply_error_us"] is not None]
     metrics["events.apply_error_max_us"] = max(errors_us) if errors_us else None
     fidelity = summarize_fidelity(engine_fidelity, stats, host, run.t0_ns, run.summaries,
-                                  metrics["events.apply_error_max_us"])
+                                  metrics["events.apply_error_max_us"],
+                                  measured_paths(scenario.topology, scenario.traffic, metrics))
     errors = list(run.errors)
     for name, entry in stats.items():
         for direction in ("a_to_b", "b_to_a"):

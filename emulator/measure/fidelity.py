@@ -29,6 +29,8 @@ STEAL_LIMIT_PCT = 5.0
 #: 25 % a runnable task waits for a CPU a quarter of the time, so the nodes' stacks add
 #: delay the link model never drew (measured: 0.2-0.4 ms more OWD under a saturating flow)
 PRESSURE_LIMIT_PCT = 25.0
+#: the lateness histogram's open top bin (>= 16384 µs) counts as its lower edge
+LATENESS_CAP_US = 16384.0
 
 
 @dataclass
@@ -63,6 +65,10 @@ class Fidelity:
     pacing: dict[str, dict[str, float]] = field(default_factory=dict)
     #: scheduling of each engine shard as granted (e.g. "SCHED_FIFO 10", or refused)
     policies: list[str] = field(default_factory=list)
+    #: release lateness summed along each measured path (a traffic stream's, a routing
+    #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
+    #: "lateness_max_us"}; a frame is late at every hop it crosses (path_lateness)
+    paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def pacing_late_max_ms(self) -> float:
@@ -79,10 +85,35 @@ class Fidelity:
         return data
 
 
+def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[str, float | None]:
+    """Release lateness along a path of link directions (link name, a_to_b | b_to_a):
+    each hop's p50, p99 and max summed, since a frame can be late at every hop.
+
+    The sum of per-hop quantiles bounds the path's quantile from above when the
+    hops are late together (one busy loop serves them all) and overstates it
+    otherwise: a conservative figure, as the log2 bin edges already are. A hop
+    with no releases adds nothing; a path with none anywhere has None.
+    """
+    sums: dict[float, float | None] = {0.5: None, 0.99: None}
+    late_max = 0.0
+    for name, direction in hops:
+        counters = stats[name][direction]
+        for quantile, total in sums.items():
+            bound = lateness_bound_us(counters, quantile)
+            if bound is not None:
+                bound = min(bound, LATENESS_CAP_US)
+                sums[quantile] = bound if total is None else total + bound
+        late_max += counters["release_lateness"]["max_ns"] / 1e3
+    return {"hops": float(len(hops)), "lateness_p50_us": sums[0.5], "lateness_p99_us": sums[0.99],
+            "lateness_max_us": late_max}
+
+
 def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_ns: int,
-              pacing: dict[str, dict[str, Any]], apply_error_max_us: float | None) -> Fidelity:
+              pacing: dict[str, dict[str, Any]], apply_error_max_us: float | None,
+              paths: dict[str, list[tuple[str, str]]] | None = None) -> Fidelity:
     """Fold the engine's fidelity (FastPath.fidelity), its counters (stats), the
-    host's load and the probe senders' summaries into one Fidelity."""
+    host's load and the probe senders' summaries into one Fidelity; `paths`
+    names the link directions of each measured path (path_lateness)."""
     shards = engine.get("shards", [])
     stall_spans: list[tuple[float, float]] = []
     for shard in shards:
@@ -107,8 +138,8 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
         stall_threshold_ms=max((s.get("stall_threshold_ns", 1_000_000) for s in shards), default=1_000_000) / 1e6,
         stall_spans=sorted(stall_spans),
         dozes=sum(s.get("dozes", 0) for s in shards),
-        lateness_p50_us=p50 if p50 is None or p50 != float("inf") else 16384.0,
-        lateness_p99_us=p99 if p99 is None or p99 != float("inf") else 16384.0,
+        lateness_p50_us=p50 if p50 is None or p50 != float("inf") else LATENESS_CAP_US,
+        lateness_p99_us=p99 if p99 is None or p99 != float("inf") else LATENESS_CAP_US,
         lateness_max_us=late_max_ns / 1e3,
         late_spans=late_spans(engine, t0_ns),
         apply_error_max_us=apply_error_max_us,
@@ -120,6 +151,7 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
                        "late_over_interval": float(p.get("late_over_interval", 0)),
                        "skipped": float(p.get("skipped", 0))} for name, p in pacing.items()},
         policies=[str(s.get("policy", "unknown")) for s in shards],
+        paths={name: path_lateness(stats, hops) for name, hops in (paths or {}).items()},
     )
 
 

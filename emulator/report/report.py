@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from emulator.scenario.scenario import unit_scale_ms
+
 if TYPE_CHECKING:
     from emulator.scenario.scenario import Assertion
 
@@ -103,6 +105,8 @@ class AssertionResult:
     #: emulator.report.verdict), and why when inconclusive
     verdict: str = ""
     reason: str = ""
+    #: the scenario's tolerance for a timing metric, in the metric's unit (None: none given)
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
         if not self.verdict:
@@ -112,8 +116,12 @@ class AssertionResult:
     def from_assertion(cls, assertion: Assertion, measured: MetricValue) -> AssertionResult:
         """Judge a scenario `Assertion` against the measured value."""
         description = assertion.description or describe_bound(assertion.low, assertion.high)
+        scale = unit_scale_ms(assertion.metric)
+        tolerance = (None if assertion.tolerance_ns is None or scale is None
+                     else assertion.tolerance_ns / 1e6 * scale)
         return cls(metric=assertion.metric, description=description, measured=measured,
-                   passed=assertion.holds(measured), line=assertion.line, low=assertion.low, high=assertion.high)
+                   passed=assertion.holds(measured), line=assertion.line, low=assertion.low, high=assertion.high,
+                   tolerance=tolerance)
 
     @property
     def bound(self) -> str:
@@ -136,14 +144,15 @@ class AssertionResult:
         return {"metric": self.metric, "description": self.description, "bound": self.bound,
                 "low": _finite_or_none(self.low), "high": _finite_or_none(self.high),
                 "measured": _metric_json(self.measured), "passed": self.passed, "line": self.line,
-                "verdict": self.verdict, "reason": self.reason}
+                "verdict": self.verdict, "reason": self.reason, "tolerance": self.tolerance}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssertionResult:
         return cls(metric=data["metric"], description=data.get("description", ""), measured=data.get("measured"),
                    passed=bool(data["passed"]), line=int(data.get("line", 0)),
                    low=data.get("low"), high=data.get("high"),
-                   verdict=data.get("verdict", ""), reason=data.get("reason", ""))
+                   verdict=data.get("verdict", ""), reason=data.get("reason", ""),
+                   tolerance=data.get("tolerance"))
 
 
 @dataclass

@@ -13,7 +13,9 @@ fidelity) during the run:
   - for a delay (one-way delay, RTT, jitter): the engine's release
     lateness that moves that statistic: p50 for a minimum, median or mean
     (they move with the typical release), p99 for a p99 or a jitter, the
-    maximum for a maximum. Lateness
+    maximum for a maximum, summed over the hops of the metric's path
+    (Fidelity.paths: a frame can be late at each; one hop's when the path
+    is not known). Lateness
     only ever adds delay, so only the upper bound can be crossed by it: a
     delay below its lower bound is a plain fail, and a pass is only in
     doubt when it lies within the error of the upper bound;
@@ -26,7 +28,9 @@ fidelity) during the run:
     loop in applying a step (the cut itself is exact: judged on arrival
     stamps); the application error itself is measured, not judged.
   When that error reaches the margin the assertion is inconclusive: the
-  emulator could have moved the value across the bound.
+  emulator could have moved the value across the bound. An assertion's
+  `tolerance` (a duration in the scenario file) caps the error it accepts:
+  above it the assertion is inconclusive even far from its bound.
 - a failing timing assertion is also inconclusive when the host stole more
   than STEAL_LIMIT_PCT of the CPU in any sampling interval, or when tasks
   waited for a CPU more than PRESSURE_LIMIT_PCT of the time (the nodes'
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from emulator.report.report import AssertionResult
 
 from emulator.measure.fidelity import STEAL_LIMIT_PCT, host_reason
+from emulator.scenario.scenario import unit_scale_ms
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
@@ -58,17 +63,6 @@ PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 DELAY_WORDS = ("owd", "rtt", "jitter")
 #: metric name parts that mark a count or loss metric
 COUNT_WORDS = ("loss", "lost", "drops", "received", "sent", "reordered", "duplicates", "packets", "route_changes")
-
-
-def unit_scale_ms(metric: str) -> float | None:
-    """How many of the metric's units make a millisecond (None: not a time)."""
-    if metric.endswith("_ms"):
-        return 1.0
-    if metric.endswith("_us"):
-        return 1000.0
-    if metric.endswith("_s"):
-        return 0.001
-    return None
 
 
 def margin(value: float, low: float | None, high: float | None) -> float:
@@ -86,18 +80,34 @@ def is_delay(metric: str) -> bool:
     return any(word in metric.rsplit(".", 1)[-1] for word in DELAY_WORDS)
 
 
+def path_key(metric: str) -> str:
+    """The key of a delay metric's path in Fidelity.paths: the traffic stream's name
+    (`probe` for probe.owd_median_ms), or for a routing step's RTT the step's traced
+    path (`routing.cut1.before` for routing.cut1.rtt_before_ms)."""
+    parts = metric.split(".")
+    if parts[0] == "routing" and len(parts) == 3 and parts[2].startswith("rtt_"):
+        return f"routing.{parts[1]}.{parts[2].split('_')[1]}"
+    return parts[0]
+
+
 def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
     """How far the emulator's own timing could have moved `metric` (ms), and from what."""
     name = metric.rsplit(".", 1)[-1]
     if is_delay(metric):
         # the statistic decides which lateness can move it: a minimum, median or
         # mean moves with the typical release (p50), a p99 or a jitter with the
-        # tail (p99), a maximum with the worst
+        # tail (p99), a maximum with the worst; summed along the metric's path
+        # when the run knows it (a frame is late at every hop), else one hop's
+        path = fidelity.paths.get(path_key(metric))
+        where = f" over {int(path['hops'] or 0)} hops" if path else ""
+        figures = path or {"lateness_p50_us": fidelity.lateness_p50_us,
+                           "lateness_p99_us": fidelity.lateness_p99_us, "lateness_max_us": fidelity.lateness_max_us}
         if name.endswith("max_ms"):
-            return fidelity.lateness_max_us / 1000, "release lateness max"
+            return (figures["lateness_max_us"] or 0.0) / 1000, f"release lateness max{where}"
         if "p99" in name or "jitter" in name:
-            return (fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p99"
-        return (fidelity.lateness_p50_us or fidelity.lateness_p99_us or 0.0) / 1000, "release lateness p50"
+            return (figures["lateness_p99_us"] or 0.0) / 1000, f"release lateness p99{where}"
+        typical = figures["lateness_p50_us"] or figures["lateness_p99_us"] or 0.0
+        return typical / 1000, f"release lateness p50{where}"
     if metric == "events.cut_total_ms":
         return 2 * (fidelity.apply_error_max_us or 0.0) / 1000, "twice the timeline's application error"
     if metric == "events.apply_error_max_us":
@@ -124,10 +134,12 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
             room = math.inf if below else margin(float(value), None, result.high)
         else:
             room = margin(float(value), result.low, result.high)
+        unit = result.metric.rsplit("_", 1)[-1]
         if error > 0 and error >= room:
-            unit = result.metric.rsplit("_", 1)[-1]
             return INCONCLUSIVE, (f"{source} {error:.3g} {unit} >= the {room:.3g} {unit} between "
                                   f"the measured value and the bound")
+        if result.tolerance is not None and error > result.tolerance:
+            return INCONCLUSIVE, f"{source} {error:.3g} {unit} > the assertion's tolerance {result.tolerance:.3g} {unit}"
         if not result.passed:
             busy = host_reason(fidelity)
             if busy:

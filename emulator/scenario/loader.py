@@ -26,7 +26,7 @@ import difflib
 import ipaddress
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from decimal import Decimal
 from typing import Any, Callable, NoReturn
@@ -56,6 +56,7 @@ from emulator.scenario.scenario import (
     Event,
     Scenario,
     TrafficSpec,
+    unit_scale_ms,
 )
 from emulator.scenario.topology import (
     BGP_PREPEND_MAX,
@@ -568,7 +569,9 @@ BOUNDS_BY_VALUE: dict[str, tuple[str, ...]] = {
     "bool": ("equals",),
 }
 _STEP_LABEL = re.compile(r"^(cut|restore|set|flap)([1-9][0-9]*)$")
-ASSERTION_FIELDS: tuple[str, ...] = ("metric", *ASSERTION_BOUNDS)
+#: `tolerance`: the largest emulator error (a duration) a timing assertion accepts
+#: before it is inconclusive, however far the value lies from its bound
+ASSERTION_FIELDS: tuple[str, ...] = ("metric", *ASSERTION_BOUNDS, "tolerance")
 
 _PPS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 _PPS_UNITS = {"pps": 1, "kpps": 1000}
@@ -888,6 +891,19 @@ def _node_list(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> tup
 
 
 def _read_assertion(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Assertion:
+    assertion = _read_bound(doc, node, path, out)
+    fields = {key: value for key, _, value in doc.mapping(node, path, ASSERTION_FIELDS)}
+    if "tolerance" not in fields:
+        return assertion
+    here = _join(path, "tolerance")
+    if unit_scale_ms(assertion.metric) is None:
+        doc.fail(fields["tolerance"], here, f"a tolerance applies to timing metrics, and {assertion.metric} is not one",
+                 "drop tolerance, or use it on a metric ending in _ms, _us or _s")
+    return replace(assertion, tolerance_ns=_time(doc, fields["tolerance"], here, "tolerance"))
+
+
+def _read_bound(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Assertion:
+    """An assertion's metric and its one bound."""
     pairs = doc.mapping(node, path, ASSERTION_FIELDS)
     fields = {key: value for key, _, value in pairs}
     if "metric" not in fields:

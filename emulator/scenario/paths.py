@@ -38,13 +38,23 @@ def shortest_path(topology: Topology, source: str, target: str) -> list[str]:
     return path[::-1]
 
 
+def path_hops(topology: Topology, path: list[str]) -> list[tuple[str, str]]:
+    """The link directions (link name, "a_to_b" | "b_to_a") a packet crosses along
+    the node list `path`; between two nodes with several links, the least-delay one
+    (as the static routes pick it)."""
+    hops = []
+    for here, there in zip(path, path[1:]):
+        candidates = [l for l in topology.links_of(here) if there in l.nodes]
+        if not candidates:
+            raise KeyError(f"no link between {here} and {there}")
+        link = min(candidates, key=lambda l: l.direction(here).delay_ns)
+        hops.append((link.name, "a_to_b" if link.a.node == here else "b_to_a"))
+    return hops
+
+
 def path_delay_ns(topology: Topology, path: list[str]) -> int:
     """Configured one-way delay along `path` (propagation, no queueing)."""
-    total = 0
-    for here, there in zip(path, path[1:]):
-        link = next(l for l in topology.links_of(here) if there in l.nodes)
-        total += link.direction(here).delay_ns
-    return total
+    return sum(getattr(topology.link(name), direction).delay_ns for name, direction in path_hops(topology, path))
 
 
 def rtt_ns(topology: Topology, source: str, target: str) -> int:

@@ -118,6 +118,20 @@ class Event:
         return self.at_ns + (self.period_ns * self.count if self.kind == "flap" else 0)
 
 
+def unit_scale_ms(metric: str) -> float | None:
+    """How many of a metric's units make a millisecond (None: not a time).
+
+    A metric's unit is its name's suffix: `_ms`, `_us` or `_s`.
+    """
+    if metric.endswith("_ms"):
+        return 1.0
+    if metric.endswith("_us"):
+        return 1000.0
+    if metric.endswith("_s"):
+        return 0.001
+    return None
+
+
 @dataclass(frozen=True)
 class Assertion:
     """`metric` must lie within [low, high] (either may be None = unbounded).
@@ -135,6 +149,10 @@ class Assertion:
     includes: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     expected: bool | None = None
+    #: timing metrics: the largest emulator error (ns) the assertion accepts before
+    #: its verdict is inconclusive, however far the value lies from the bound
+    #: (None: the distance to the bound alone decides; emulator.report.verdict)
+    tolerance_ns: int | None = None
 
     def holds(self, value: object) -> bool:
         if value is None:

@@ -123,7 +123,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert by_metric["probe.loss_outside_events_pct"] == {
         "metric": "probe.loss_outside_events_pct", "description": "<= 0.1", "bound": "<= 0.1",
         "low": None, "high": 0.1, "measured": 0.25, "passed": False, "line": 23,
-        "verdict": "fail", "reason": ""}
+        "verdict": "fail", "reason": "", "tolerance": None}
     assert len(data["series"]["probe"]["owd_ms"]) == len(report.series["probe"]["owd_ms"])
     assert Report.from_dict(data) == report
 

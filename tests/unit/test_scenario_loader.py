@@ -241,12 +241,21 @@ AS = BASE + TRAFFIC + "assertions:\n"  # the first assertion is on line 15
         (AS + "  - {metric: probe.loss_pct, at_most: 1%}\n", ["s.yaml:15: assertions[0].at_most: expected a number, got '1%'"]),
         (AS + "  - {metric: probe.loss_pct, at_mots: 1}\n", ["s.yaml:15: assertions[0].at_mots: unknown key 'at_mots' (did you mean 'at_most'?"]),
         (AS + "  - {between: [1, 2]}\n", ["s.yaml:15: assertions[0]: an assertion needs a metric"]),
+        (AS + "  - {metric: probe.owd_median_ms, at_most: 2.25, tolerance: 50}\n", ["s.yaml:15: assertions[0].tolerance: tolerance 50: has no unit (add a unit, e.g. 5ms)"]),
+        (AS + "  - {metric: probe.loss_pct, at_most: 1, tolerance: 50us}\n", ["s.yaml:15: assertions[0].tolerance: a tolerance applies to timing metrics, and probe.loss_pct is not one (drop tolerance, or use it on a metric ending in _ms, _us or _s)"]),
+        (AS + "  - {metric: probe.owd_median_ms, at_most: 2.25, tolerance: -1ms}\n", ["s.yaml:15: assertions[0].tolerance: tolerance"]),
     ],
 )
 def test_bad_scenarios(text: str, expected: list[str]) -> None:
     message = error(text)
     for part in expected:
         assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_a_tolerance_is_kept_in_ns() -> None:
+    scenario = parse(AS + "  - {metric: probe.owd_median_ms, at_most: 2.25, tolerance: 50us}\n"
+                     "  - {metric: probe.owd_p99_ms, at_most: 3}\n")
+    assert [a.tolerance_ns for a in scenario.assertions] == [50_000, None]
 
 
 def test_flap_may_end_exactly_at_the_end() -> None:

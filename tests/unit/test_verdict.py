@@ -48,6 +48,29 @@ def test_a_stall_longer_than_the_margin_of_a_span_is_inconclusive() -> None:
     assert judge(result("routing.cut1.outage_ms", 300.0, None, 1000.0), paced) == ("pass", "")
 
 
+def test_a_tolerance_caps_the_error_an_assertion_accepts() -> None:
+    late = Fidelity(lateness_p50_us=80.0, lateness_p99_us=128.0)
+    # 2.0 ms lies 0.25 ms inside its bound: 0.08 ms of p50 lateness cannot flip it ...
+    plain = result("probe.owd_median_ms", 2.0, None, 2.25)
+    assert judge(plain, late) == ("pass", "")
+    # ... but it is more than the 0.05 ms this assertion accepts
+    plain.tolerance = 0.05
+    verdict, reason = judge(plain, late)
+    assert verdict == "inconclusive" and "tolerance 0.05 ms" in reason
+    # within the tolerance the plain verdict stands, a fail as a pass
+    assert judge(result("probe.owd_median_ms", 3.0, None, 2.25), late) == ("fail", "")
+    failing = result("probe.owd_median_ms", 3.0, None, 2.25)
+    failing.tolerance = 0.1
+    assert judge(failing, late) == ("fail", "")
+
+
+def test_a_tolerance_reaches_the_report_in_the_metric_unit() -> None:
+    from emulator.scenario.scenario import Assertion
+    judged = AssertionResult.from_assertion(Assertion("events.apply_error_max_us", None, 500.0, tolerance_ns=20_000), 3.0)
+    assert judged.tolerance == 20.0
+    assert AssertionResult.from_dict(judged.to_dict()).tolerance == 20.0
+
+
 def test_units_are_respected() -> None:
     stalled = Fidelity(stall_max_ms=2.0)
     # 2 ms of stall = 2000 µs against a 500 µs margin; 0.002 s against a 1 s margin
@@ -199,3 +222,71 @@ def test_the_statistic_decides_which_lateness_counts() -> None:
     assert judge(result("probe.owd_p99_ms", 2.5, None, 2.8), tail)[0] == "inconclusive"
     verdict, reason = judge(result("probe.owd_max_ms", 5.0, None, 10.0), tail)
     assert verdict == "inconclusive" and "max" in reason
+
+
+def _lateness(p50_bin: str, p99_bin: str, max_ns: int) -> dict:
+    """A direction's counters whose median release falls in `p50_bin` and 99th percentile in `p99_bin`."""
+    histogram = {f"<{1 << k}us": 0 for k in range(15)} | {">=16384us": 0}
+    histogram[p50_bin] += 900
+    histogram[p99_bin] += 100 if p99_bin != p50_bin else 0
+    return {"release_lateness": {"histogram": histogram, "max_ns": max_ns}}
+
+
+def test_lateness_adds_up_along_a_path() -> None:
+    from emulator.measure.fidelity import path_lateness
+
+    stats = {"x": {"a_to_b": _lateness("<8us", "<64us", 500_000), "b_to_a": _lateness("<2us", "<2us", 1_000)},
+             "y": {"a_to_b": _lateness("<16us", ">=16384us", 30_000_000), "b_to_a": _lateness("<1us", "<1us", 0)}}
+    # 900 of 1000 below 8 µs: p50 bound 8; the top 10 % in <64us: p99 bound 64
+    assert path_lateness(stats, [("x", "a_to_b")]) == {"hops": 1.0, "lateness_p50_us": 8.0, "lateness_p99_us": 64.0,
+                                                        "lateness_max_us": 500.0}
+    # two hops: 8 + 16 µs typical, 64 + 16384 (the open top bin at its lower edge) in the tail
+    two = path_lateness(stats, [("x", "a_to_b"), ("y", "a_to_b")])
+    assert (two["lateness_p50_us"], two["lateness_p99_us"], two["lateness_max_us"]) == (24.0, 16448.0, 30500.0)
+    assert path_lateness(stats, [])["lateness_p50_us"] is None
+    # summarize keeps each named path
+    f = summarize({"shards": []}, stats, HostLoad(0.0, None), 0, {}, None, {"probe": [("x", "a_to_b"), ("x", "b_to_a")]})
+    assert f.paths["probe"]["lateness_p50_us"] == 10.0 and f.paths["probe"]["hops"] == 2.0
+
+
+def test_a_delay_is_judged_on_the_lateness_of_its_own_path() -> None:
+    from emulator.report.verdict import path_key
+
+    assert path_key("probe.owd_median_ms") == "probe"
+    assert path_key("routing.cut1.rtt_after_ms") == "routing.cut1.after"
+    assert path_key("routing.cut1.outage_ms") == "routing"
+    # one hop's p50 is 16 µs; the probe's path of four hops adds 64 µs, its RTT there and back 128
+    fidelity = Fidelity(lateness_p50_us=16.0, lateness_p99_us=64.0, paths={
+        "probe": {"hops": 4.0, "lateness_p50_us": 64.0, "lateness_p99_us": 256.0, "lateness_max_us": 900.0},
+        "routing.cut1.after": {"hops": 8.0, "lateness_p50_us": 128.0, "lateness_p99_us": 512.0, "lateness_max_us": 1800.0}})
+    # 0.05 ms under the bound: one hop could not flip it, four could
+    verdict, reason = judge(result("probe.owd_median_ms", 2.2, 2.0, 2.25), fidelity)
+    assert verdict == "inconclusive" and "over 4 hops" in reason
+    assert judge(result("other.owd_median_ms", 2.2, 2.0, 2.25), fidelity) == ("pass", "")
+    assert judge(result("routing.cut1.rtt_after_ms", 76.9, 70.0, 77.0), fidelity)[0] == "inconclusive"
+    assert judge(result("routing.cut1.rtt_after_ms", 76.5, 70.0, 77.0), fidelity) == ("pass", "")
+
+
+def test_measured_paths_follow_the_topology_and_the_traces() -> None:
+    from emulator.run import measured_paths
+    from emulator.scenario.loader import parse_scenario
+
+    scenario = parse_scenario(
+        "nodes: {h1: {role: host}, r1: {}, r2: {}, r3: {}, h2: {role: host}}\n"
+        "links:\n"
+        "  h1-r1: {ends: [h1, r1], delay: 1ms}\n"
+        "  r1-r2: {ends: [r1, r2], delay: 1ms}\n"
+        "  r1-r3: {ends: [r1, r3], delay: 5ms}\n"
+        "  r3-r2: {ends: [r3, r2], delay: 5ms}\n"
+        "  r2-h2: {ends: [r2, h2], delay: 1ms}\n"
+        "duration: 5s\n"
+        "traffic:\n  probe: {kind: probe, from: h1, to: h2}\n", source="p.yaml")
+    # no failover traces: the least-delay path
+    assert measured_paths(scenario.topology, scenario.traffic, {}) == {
+        "probe": [("h1-r1", "a_to_b"), ("r1-r2", "a_to_b"), ("r2-h2", "a_to_b")]}
+    # a trace saw the detour: the stream is judged on its longest path; the step's RTT there and back
+    metrics = {"routing.cut1.path_after": ["h1", "r1", "r3", "r2", "h2"], "routing.cut1.path_before": ["h1", "x"]}
+    paths = measured_paths(scenario.topology, scenario.traffic, metrics)
+    assert len(paths["probe"]) == 4 and ("r3-r2", "a_to_b") in paths["probe"]
+    assert paths["routing.cut1.after"][:4] == paths["probe"] and paths["routing.cut1.after"][4] == ("r2-h2", "b_to_a")
+    assert len(paths["routing.cut1.after"]) == 8 and "routing.cut1.before" not in paths
