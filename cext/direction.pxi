@@ -88,9 +88,9 @@ cdef struct Schedule:
 
 
 cdef enum:
-    TAP_NONE = -1
     TAP_FIRST = 0
     TAP_LAST = 1
+    TAP_MAX = 16            # probe streams tapped per direction
 
 
 cdef struct Direction:
@@ -136,15 +136,20 @@ cdef struct Direction:
     # the engine's timer queue (engine.pyx): this direction's place in it
     int tq_pos
     int64_t tq_key
-    # probe tap: engine-side stamps of caspian probes (UDP to `tap_port`, the
-    # sequence number first in the payload), so the emulated network's own
-    # one-way delay is known apart from the hosts' stacks. TAP_FIRST: the
-    # source host's link, stamped at arrival; TAP_LAST: the target host's,
-    # stamped at release. (seq, time) pairs appended up to tap_cap.
-    int tap_role            # TAP_NONE, TAP_FIRST or TAP_LAST (atomic)
-    int tap_port
+    # probe taps: engine-side stamps of caspian probes (UDP to a tapped port,
+    # the sequence number first in the payload), so the emulated network's
+    # own one-way delay is known apart from the hosts' stacks. Each tapped
+    # stream (its destination port) has a role here: TAP_FIRST on the source
+    # host's link, stamped at arrival; TAP_LAST on the target host's, stamped
+    # at release (the entry is taken at arrival with time 0 and the frame's
+    # slot carries its index; a frame dropped on the way leaves it at 0).
+    # (stream, seq, time) entries appended up to tap_cap.
+    int tap_n               # tapped streams (atomic: 0 = none; the tables below are set before)
+    int tap_ports[TAP_MAX]
+    int tap_roles[TAP_MAX]
     int64_t *tap_t
     int64_t *tap_seq
+    int32_t *tap_stream     # index into tap_ports of each entry
     int tap_len             # (atomic: entries below it are complete)
     int tap_cap
     uint64_t tap_overflow
@@ -178,9 +183,10 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     d.last_arrival_ns = 0
     d.tq_pos = -1
     d.tq_key = -1
-    d.tap_role = TAP_NONE
+    d.tap_n = 0
     d.tap_t = NULL
     d.tap_seq = NULL
+    d.tap_stream = NULL
     d.tap_len = 0
     d.tap_cap = 0
     return 0
@@ -197,8 +203,8 @@ cdef void direction_free(Direction *d) noexcept nogil:
     schedule_free(d.schedule)
     schedule_free(<Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL))
     d.schedule = NULL
-    free(d.tap_t); free(d.tap_seq)
-    d.tap_t = NULL; d.tap_seq = NULL
+    free(d.tap_t); free(d.tap_seq); free(d.tap_stream)
+    d.tap_t = NULL; d.tap_seq = NULL; d.tap_stream = NULL
 
 
 cdef inline void direction_take_pending(Direction *d) noexcept nogil:
@@ -531,8 +537,9 @@ cdef inline void schedule_on_frame(Direction *d, int64_t arrival_ns, int64_t now
 
 # ---------------------------------------------------------------- probe taps
 
-cdef inline int64_t probe_seq(const uint8_t *frame, int32_t length, int port) noexcept nogil:
-    """The sequence number of a caspian probe (IPv4 or IPv6 UDP to `port`), or -1."""
+cdef inline int64_t probe_seq(const uint8_t *frame, int32_t length, int *port) noexcept nogil:
+    """The sequence number of a UDP datagram's first 8 payload bytes (IPv4 or
+    IPv6), its destination port in `port`; -1 for anything else."""
     cdef int udp, k
     cdef int64_t seq = 0
     if length < ETH_HEADER_BYTES + 20:
@@ -547,21 +554,42 @@ cdef inline int64_t probe_seq(const uint8_t *frame, int32_t length, int port) no
         udp = ETH_HEADER_BYTES + 40
     else:
         return -1
-    if udp + 16 > length or ((<int>frame[udp + 2] << 8) | frame[udp + 3]) != port:
+    if udp + 16 > length:
         return -1
+    port[0] = (<int>frame[udp + 2] << 8) | frame[udp + 3]
     for k in range(8):
         seq = (seq << 8) | frame[udp + 8 + k]
     return seq
 
 
-cdef inline void tap_record(Direction *d, int64_t seq, int64_t t_ns) noexcept nogil:
+cdef inline int tap_stream_of(Direction *d, int n, int port) noexcept nogil:
+    """The index of the tapped stream with destination `port`, or -1."""
+    cdef int k
+    for k in range(n):
+        if d.tap_ports[k] == port:
+            return k
+    return -1
+
+
+cdef inline int tap_record(Direction *d, int stream, int64_t seq, int64_t t_ns) noexcept nogil:
+    """Append an entry; its index, or -1 when full (counted as overflow)."""
     cdef int n = d.tap_len
     if n >= d.tap_cap:
         d.tap_overflow += 1
-        return
+        return -1
     d.tap_seq[n] = seq
     d.tap_t[n] = t_ns
+    d.tap_stream[n] = stream
     csp_store_int(&d.tap_len, n + 1)
+    return n
+
+
+cdef inline void tap_released(Direction *d, int32_t tag, int64_t now) noexcept nogil:
+    """Stamp the release of a frame whose slot carries tap entry `tag` - 1 (the
+    first release of a duplicated frame counts)."""
+    cdef int entry = tag - 1
+    if entry < csp_load_int(&d.tap_len) and d.tap_t[entry] == 0:
+        csp_store_i64(&d.tap_t[entry], now)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -624,7 +652,7 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     d.slots[slot].release_ns = release
     d.slots[slot].seq = d.next_seq
     d.slots[slot].length = length
-    d.slots[slot].reserved = tag     # a probe's sequence number + 1 on a TAP_LAST direction, else 0
+    d.slots[slot].reserved = tag     # a tapped probe's tap entry + 1 on its TAP_LAST direction, else 0
     d.next_seq += 1
     heap_push(d, slot)
     return True
@@ -638,7 +666,7 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
     the frame is judged on its arrival stamp `arrival_ns`."""
     cdef Params *p
     cdef bint corrupt
-    cdef int role
+    cdef int taps, stream, port = 0, entry
     cdef int64_t seq
     cdef int32_t tag = 0
     # 0. timeline changes due by the frame's arrival: a frame that arrived
@@ -646,14 +674,17 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
     if d.schedule != NULL:
         schedule_on_frame(d, arrival_ns, now_ns)
     d.last_arrival_ns = arrival_ns
-    role = csp_load_int(&d.tap_role)
-    if role != TAP_NONE:
-        seq = probe_seq(frame, length, d.tap_port)
-        if seq >= 0:
-            if role == TAP_FIRST:
-                tap_record(d, seq, arrival_ns)
-            elif seq < 2147483647:
-                tag = <int32_t>(seq + 1)
+    taps = csp_load_int(&d.tap_n)
+    if taps > 0:
+        seq = probe_seq(frame, length, &port)
+        stream = tap_stream_of(d, taps, port) if seq >= 0 else -1
+        if stream >= 0:
+            if d.tap_roles[stream] == TAP_FIRST:
+                tap_record(d, stream, seq, arrival_ns)
+            else:
+                entry = tap_record(d, stream, seq, 0)
+                if entry >= 0:
+                    tag = <int32_t>(entry + 1)
     p = d.params
     d.counters.rx_packets += 1
     d.counters.rx_bytes += length

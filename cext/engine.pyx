@@ -138,9 +138,9 @@ cdef class Engine:
         for i in range(self.n_dirs):
             direction_free(&self.dirs[i])
         if self.retired_taps is not None:
-            for t, q in self.retired_taps:
-                free(<void *><size_t>t)
-                free(<void *><size_t>q)
+            for arrays in self.retired_taps:
+                for a in arrays:
+                    free(<void *><size_t>a)
         free(self.dirs)
         free(self.io)
         free(self.snapshot)
@@ -338,47 +338,66 @@ cdef class Engine:
     def describe_io(self) -> dict:
         return {"socket_errors": self.socket_errors, "wakeups": self.wakeups, "dozes": self.dozes}
 
-    def set_probe_tap(self, int direction, str role, int port, int capacity) -> None:
-        """Stamp caspian probes (UDP to `port`) crossing `direction`: role "first"
-        (the source host's link: at arrival), "last" (the target host's: at
-        release) or "none". Keeps up to `capacity` (seq, ns) pairs; starts empty."""
+    def set_probe_tap(self, int direction, list streams, int capacity) -> None:
+        """Stamp caspian probes crossing `direction`: `streams` is a list of (role,
+        port), role "first" (the source host's link: stamped at arrival) or "last"
+        (the target host's: at release), port the stream's UDP destination port;
+        [] stops. Keeps up to `capacity` entries in all; starts empty."""
         self._check_direction(direction)
         cdef Direction *d = &self.dirs[direction]
         cdef int64_t *t
         cdef int64_t *q
-        if role == "none":
-            csp_store_int(&d.tap_role, TAP_NONE)
+        cdef int32_t *w
+        cdef int k
+        if len(streams) > TAP_MAX:
+            raise ValueError(f"at most {TAP_MAX} probe streams per link direction")
+        for role, port in streams:
+            if role not in ("first", "last") or not 0 < port < 65536:
+                raise ValueError("role must be first or last; port 1..65535")
+        if streams and capacity < 1:
+            raise ValueError("capacity >= 1")
+        csp_store_int(&d.tap_n, 0)
+        if not streams:
             return
-        if role not in ("first", "last") or not 0 < port < 65536 or capacity < 1:
-            raise ValueError("role must be first, last or none; port 1..65535; capacity >= 1")
-        csp_store_int(&d.tap_role, TAP_NONE)
         if capacity > d.tap_cap:
             # The loop may still be appending to the old arrays until it sees
-            # the role above: they are kept (freed with the engine), not freed now.
+            # tap_n = 0 above: they are kept (freed with the engine), not freed now.
             t = <int64_t *>malloc(<size_t>capacity * sizeof(int64_t))
             q = <int64_t *>malloc(<size_t>capacity * sizeof(int64_t))
-            if t == NULL or q == NULL:
-                free(t); free(q)
+            w = <int32_t *>malloc(<size_t>capacity * sizeof(int32_t))
+            if t == NULL or q == NULL or w == NULL:
+                free(t); free(q); free(w)
                 raise MemoryError()
             if d.tap_t != NULL:
-                self.retired_taps.append((<size_t>d.tap_t, <size_t>d.tap_seq))
+                self.retired_taps.append((<size_t>d.tap_t, <size_t>d.tap_seq, <size_t>d.tap_stream))
             d.tap_cap = 0
             d.tap_t = t
             d.tap_seq = q
+            d.tap_stream = w
             d.tap_cap = capacity
         csp_store_int(&d.tap_len, 0)
         d.tap_overflow = 0
-        d.tap_port = port
-        csp_store_int(&d.tap_role, TAP_FIRST if role == "first" else TAP_LAST)
+        for k, (role, port) in enumerate(streams):
+            d.tap_ports[k] = port
+            d.tap_roles[k] = TAP_FIRST if role == "first" else TAP_LAST
+        csp_store_int(&d.tap_n, len(streams))
 
     def probe_tap(self, int direction) -> dict:
-        """The probe stamps of a direction so far: `seq` and `t_ns` lists, `overflow`."""
+        """The probe stamps of a direction so far: `port`, `seq` and `t_ns` lists
+        (released or arrived entries only), `overflow`."""
         self._check_direction(direction)
         cdef Direction *d = &self.dirs[direction]
         cdef int n = csp_load_int(&d.tap_len)
         cdef int k
-        return {"seq": [d.tap_seq[k] for k in range(n)], "t_ns": [d.tap_t[k] for k in range(n)],
-                "overflow": d.tap_overflow}
+        cdef list ports = [], seqs = [], times = []
+        cdef int64_t t
+        for k in range(n):
+            t = csp_load_i64(&d.tap_t[k])
+            if t != 0:
+                ports.append(d.tap_ports[d.tap_stream[k]])
+                seqs.append(d.tap_seq[k])
+                times.append(t)
+        return {"port": ports, "seq": seqs, "t_ns": times, "overflow": d.tap_overflow}
 
     def set_fidelity(self, int64_t epoch_ns, int64_t bin_ns, int64_t stall_threshold_ns) -> None:
         """Start time bins of release lateness at `epoch_ns` (bins of `bin_ns`,
@@ -575,8 +594,8 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
             if r > 0:
                 for k in range(sent, sent + r):
                     count_lateness(d, now - d.slots[e.tx_slot[k]].release_ns)
-                    if d.slots[e.tx_slot[k]].reserved > 0 and d.tap_role == TAP_LAST:
-                        tap_record(d, d.slots[e.tx_slot[k]].reserved - 1, now)
+                    if d.slots[e.tx_slot[k]].reserved > 0:
+                        tap_released(d, d.slots[e.tx_slot[k]].reserved, now)
                     if e.late_bins != NULL:
                         bin_lateness(e, i, now, now - d.slots[e.tx_slot[k]].release_ns)
                     d.counters.tx_packets += 1

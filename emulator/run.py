@@ -54,6 +54,8 @@ PROBE_BASE_PORT = 7000
 PROBE_REALTIME_MAX_PPS = 1000
 PROBE_REALTIME_PRIORITY = 1
 IPERF_BASE_PORT = 5201
+#: probe streams the engine can stamp on one link direction (TAP_MAX in cext/direction.pxi)
+PROBE_TAPS_PER_DIRECTION = 16
 #: the engine's release-lateness time bins (fidelity: spans line up with the timeline)
 FIDELITY_BIN_NS = 100_000_000
 #: a gap in the engine's loop longer than this is a stall: the p99 wake-up error of a
@@ -148,10 +150,13 @@ class ScenarioRun:
     def _set_probe_taps(self) -> None:
         """Have the engine stamp each probe stream at its first link (arrival from
         the source) and its last (release to the target): the network's own
-        one-way delay, apart from the hosts' stacks. One stream per link direction
-        (the first in the file that uses it)."""
+        one-way delay, apart from the hosts' stacks. Every probe stream is tapped
+        (the engine tells them apart by their destination port), up to
+        PROBE_TAPS_PER_DIRECTION on one link direction; a stream beyond that has no
+        `net_owd_*`. A stream between two hosts on one link is not tapped (its
+        network is that one link: the engine's stamps would add nothing)."""
         topology = self.scenario.topology
-        taken: set[tuple[str, str]] = set()
+        per_direction: dict[tuple[str, str], int] = {}
         for s in self.streams:
             spec = s.spec
             if spec.kind != "probe":
@@ -163,9 +168,11 @@ class ScenarioRun:
                      for link in topology.links_of(spec.source)]
             last = [(link.name, "a_to_b" if link.b.node == spec.target else "b_to_a")
                     for link in topology.links_of(spec.target)]
-            if taken & set(first + last):
+            hops = first + last
+            if set(first) & set(last) or any(per_direction.get(h, 0) >= PROBE_TAPS_PER_DIRECTION for h in hops):
                 continue
-            taken.update(first + last)
+            for h in hops:
+                per_direction[h] = per_direction.get(h, 0) + 1
             s.taps = ([{"link": l, "direction": d, "role": "first", "port": s.port, "capacity": capacity}
                        for l, d in first]
                       + [{"link": l, "direction": d, "role": "last", "port": s.port, "capacity": capacity}

@@ -412,25 +412,34 @@ class FastPath:
 
     def set_probe_taps(self, taps: list[dict[str, Any]]) -> None:
         """Stamp probes in the engine: each tap `{link, direction (a_to_b|b_to_a), role
-        (first|last), port, capacity}`. Replaces every earlier tap."""
+        (first|last), port, capacity}`; several streams (ports) may share a direction.
+        Replaces every earlier tap."""
+        by_direction: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for tap in taps:
+            self.link(tap["link"])
+            by_direction.setdefault((tap["link"], DIRECTIONS.index(tap["direction"])), []).append(tap)
         with self._lock:
             for link in self._links.values():
                 for k in (0, 1):
-                    self._engines[link.shard].set_probe_tap(2 * link.index + k, "none", 0, 0)
-            for tap in taps:
-                link = self.link(tap["link"])
-                k = DIRECTIONS.index(tap["direction"])
-                self._engines[link.shard].set_probe_tap(2 * link.index + k, tap["role"], int(tap["port"]),
-                                                        int(tap["capacity"]))
+                    self._engines[link.shard].set_probe_tap(2 * link.index + k, [], 0)
+            for (name, k), group in by_direction.items():
+                link = self.link(name)
+                self._engines[link.shard].set_probe_tap(
+                    2 * link.index + k, [(tap["role"], int(tap["port"])) for tap in group],
+                    sum(int(tap["capacity"]) for tap in group))
 
     def probe_taps(self, taps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The stamps of each tap asked for (`link`, `direction`): seq, t_ns, overflow."""
+        """The stamps of each tap asked for (`link`, `direction`, `port`): seq, t_ns,
+        overflow (of the direction, shared by its streams)."""
         with self._lock:
             out = []
             for tap in taps:
                 link = self.link(tap["link"])
                 k = DIRECTIONS.index(tap["direction"])
-                out.append(self._engines[link.shard].probe_tap(2 * link.index + k))
+                got = self._engines[link.shard].probe_tap(2 * link.index + k)
+                mine = [i for i, port in enumerate(got["port"]) if port == int(tap["port"])]
+                out.append({"seq": [got["seq"][i] for i in mine], "t_ns": [got["t_ns"][i] for i in mine],
+                            "overflow": got["overflow"]})
             return out
 
     def set_fidelity(self, epoch_ns: int, bin_ns: int, stall_threshold_ns: int) -> None:

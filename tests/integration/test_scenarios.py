@@ -194,3 +194,47 @@ def test_engine_stall_during_a_scenario_gives_exit_3_naming_the_stall(run_root: 
     skipped = [case for case in suite.iter("testcase") if case.find("skipped") is not None]
     assert len(skipped) == 1 and "stall" in (skipped[0].find("skipped").get("message") or "")
     assert "INCONCLUSIVE" in out
+
+
+TAPPED = """\
+name: tapped-streams
+duration: 5s
+nodes:
+  left: {role: host}
+  mid: {role: router}
+  right: {role: host}
+  far: {role: host}
+links:
+  left-mid: {ends: [left, mid], delay: 1ms}
+  mid-right: {ends: [mid, right], delay: 2ms}
+  mid-far: {ends: [mid, far], delay: 3ms}
+traffic:
+  # four probe streams share link directions (left's uplink: early, v6, late;
+  # right's downlink: early, v6, cross): the engine must keep their stamps apart
+  # (by destination port). late and cross start 2 s after early, so if a stream
+  # took another's stamps of equal sequence numbers (the earliest copy of each
+  # counts), late's network delay would read ~2 s too long and cross's ~2 s negative
+  early: {kind: probe, from: left, to: right, rate: 500pps}
+  v6: {kind: probe, from: left, to: right, rate: 500pps, ipv6: true, start: 1s}
+  late: {kind: probe, from: left, to: far, rate: 200pps, start: 2s}
+  cross: {kind: probe, from: far, to: right, rate: 200pps, start: 2s}
+"""
+
+
+def test_every_probe_stream_gets_its_own_engine_stamps(run_root: str, tmp_path: Path) -> None:
+    """Several probe streams over the same link directions each get net_owd_* from
+    the engine's stamps at the first and last link, none mixed with another's."""
+    scenario = tmp_path / "tapped.yaml"
+    scenario.write_text(TAPPED)
+    done = _caspian(run_root, "run", str(scenario), "--report", str(tmp_path / "r"))
+    assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "r" / "report.json").read_text())["metrics"]
+    for name, configured_ms in (("early", 3.0), ("v6", 3.0), ("late", 4.0), ("cross", 5.0)):
+        low, high = metrics[f"{name}.net_owd_min_ms"], metrics[f"{name}.net_owd_max_ms"]
+        # the engine never releases early and the router's stack only adds: the
+        # network's delay is at least the configured path delay
+        assert low is not None and low >= configured_ms, (name, low)
+        # each probe's network delay is part of its end-to-end delay, give or take
+        # the sendmmsg batch the release stamp is taken after (64 frames of ~2 µs,
+        # < 1 ms); another stream's stamps would be ~2000 ms off
+        assert high <= metrics[f"{name}.owd_max_ms"] + 1.0, (name, high, metrics[f"{name}.owd_max_ms"])
