@@ -83,6 +83,8 @@ class Testbed:
         self.state_root = state_root
         default_seed = self.scenario.seed if self.scenario else topology.seed
         self.seed = seed if seed is not None else (default_seed if default_seed is not None else 1)
+        if shards is None and engine_options is not None:
+            shards = engine_options.shards
         self.engine_options = replace(engine_options or EngineOptions(),
                                       shards=engine_shards(topology, shards))
         self.state: RunState | None = None

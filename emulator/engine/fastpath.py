@@ -44,8 +44,9 @@ class EngineOptions:
     #: CPU to pin the (first) loop thread to; None = the last CPU when there
     #: are several, -1 = no pinning. Shard k takes the k-th CPU below it.
     cpu: int | None = None
-    #: engine loops (threads), each forwarding its own share of the links
-    shards: int = 1
+    #: engine loops (threads), each forwarding its own share of the links;
+    #: None = not chosen (1 here; a Testbed picks the file's or the machine's default)
+    shards: int | None = None
     #: SCHED_FIFO priority for the loop thread (0 = normal scheduling)
     realtime_priority: int = 10
 
@@ -62,17 +63,23 @@ class EngineOptions:
     def from_dict(cls, data: dict[str, Any]) -> "EngineOptions":
         return cls(**data)
 
+    @property
+    def shard_count(self) -> int:
+        """Engine loops to run (1 when not chosen)."""
+        return self.shards if self.shards is not None else 1
+
     def shard_cpus(self) -> list[int]:
         """The CPU each shard's loop is pinned to (-1: not pinned), from the top down."""
         cpus = sorted(os.sched_getaffinity(0))
+        count = self.shard_count
         if self.cpu is not None:
             if self.cpu < 0:
-                return [-1] * self.shards
+                return [-1] * count
             below = [c for c in cpus if c <= self.cpu][::-1] or [self.cpu]
-            return [below[k % len(below)] for k in range(self.shards)]
+            return [below[k % len(below)] for k in range(count)]
         if len(cpus) < 2:
-            return [-1] * self.shards
-        return [cpus[-1 - (k % len(cpus))] for k in range(self.shards)]
+            return [-1] * count
+        return [cpus[-1 - (k % len(cpus))] for k in range(count)]
 
     def engine_cpu(self) -> int:
         """The CPU the first loop thread will be pinned to, or -1 for none."""
@@ -148,16 +155,16 @@ class _Planned:
 
 
 class FastPath:
-    """All links of a testbed forwarded by `options.shards` compiled engine loops."""
+    """All links of a testbed forwarded by `options.shard_count` compiled engine loops."""
 
     def __init__(self, links: list[LinkSpec], options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
         weights = link_weights([(s.a_to_b.rate_bps, s.b_to_a.rate_bps) for s in links])
-        assignment = partition(weights, self.options.shards)
+        assignment = partition(weights, self.options.shard_count)
         self._engines = [
             _engine.Engine(self.options.slots_per_direction, self.options.batch, self.options.spin_ns,
                            self.options.max_spin_ns, self.options.doze_ns)
-            for _ in range(self.options.shards)
+            for _ in range(self.options.shard_count)
         ]
         self._links: dict[str, _LinkState] = {}
         self._lock = threading.Lock()

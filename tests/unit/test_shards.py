@@ -54,3 +54,18 @@ def test_bad_shard_counts(shards: int, where: str) -> None:
 
 def test_default_is_one_shard_on_two_cpus() -> None:
     assert [default_shards(n) for n in (1, 2, 3, 4, 8, 64)] == [1, 1, 2, 3, 4, 4]
+
+
+def test_a_testbed_takes_the_shards_of_its_engine_options() -> None:
+    """`shards=` wins, then EngineOptions.shards, then the file, then the default (no root needed: nothing is built)."""
+    from emulator.engine.fastpath import EngineOptions
+    from emulator.scenario.loader import parse_topology
+    from emulator.testbed import Testbed
+
+    topology = parse_topology("nodes: {a: {}, b: {}, c: {}}\nlinks:\n  a-b: {ends: [a, b]}\n  b-c: {ends: [b, c]}\n"
+                              "engine: {shards: 1}\n", source="t.yaml")
+    assert Testbed(topology, engine_options=EngineOptions(shards=2)).engine_options.shards == 2
+    assert Testbed(topology, engine_options=EngineOptions(shards=2), shards=1).engine_options.shards == 1
+    assert Testbed(topology, engine_options=EngineOptions()).engine_options.shards == 1
+    with pytest.raises(InputError, match="has 2 link"):
+        Testbed(topology, engine_options=EngineOptions(shards=3))
