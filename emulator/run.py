@@ -66,6 +66,10 @@ STALL_THRESHOLD_NS = 1_000_000
 TRACE_BEFORE_NS = 500_000_000
 #: ... and each trace process is started this much earlier (it imports scapy first, then waits)
 TRACE_LAUNCH_NS = 3_000_000_000
+#: a trace that began this much after its moment (a starved CPU) could have run into
+#: the step it traces before: half its lead, so its probes (answers within ~0.1 s on
+#: the shipped paths) still went and came back before the step
+TRACE_LATE_NS = TRACE_BEFORE_NS // 2
 
 
 @dataclass
@@ -107,6 +111,7 @@ class ScenarioRun:
         self.summaries: dict[str, dict[str, Any]] = {}       # probe stream -> its sender's summary
         self.host: HostSampler | None = None
         self.traces: dict[str, subprocess.Popen] = {}        # "before:<label>" / "final" -> trace process
+        self.late_traces: dict[str, float] = {}              # key -> ms late, for traces discarded as late
         probes = [s for s in self.streams if s.spec.kind == "probe"]
         self.trace_stream = probes[0] if probes else None
 
@@ -393,6 +398,13 @@ class ScenarioRun:
             try:
                 with open(os.path.join(self.workdir, f"trace-{key}.json")) as fh:
                     data = json.load(fh)
+                late_ns = int(data["at_ns"]) - int(data.get("asked_ns", data["at_ns"]))
+                if late_ns > TRACE_LATE_NS:
+                    # it may have crossed the step it was to trace before: no figure
+                    # rather than a wrong one (the verdict names it: inconclusive)
+                    self.late_traces[key] = late_ns / 1e6
+                    results[key] = None
+                    continue
                 results[key] = Trace(hops_to_nodes(data["hops"], owners, self.trace_stream.spec.source),
                                      [float(v) for v in data["rtt_ms"]], bool(data["reached"]))
             except (OSError, ValueError, KeyError) as exc:
@@ -629,6 +641,7 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
     fidelity = summarize_fidelity(engine_fidelity, stats, host, run.t0_ns, run.summaries,
                                   metrics["events.apply_error_max_us"],
                                   measured_paths(scenario.topology, scenario.traffic, metrics))
+    fidelity.late_traces = dict(run.late_traces)
     errors = list(run.errors)
     for name, entry in stats.items():
         for direction in ("a_to_b", "b_to_a"):

@@ -69,6 +69,8 @@ class Fidelity:
     #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
     #: "lateness_max_us"}; a frame is late at every hop it crosses (path_lateness)
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
+    late_traces: dict[str, float] = field(default_factory=dict)
 
     @property
     def pacing_late_max_ms(self) -> float:
@@ -203,6 +205,8 @@ def run_problems(fidelity: Fidelity) -> list[str]:
     busy = host_reason(fidelity)
     if busy:
         problems.append(busy)
+    for key, late_ms in sorted(fidelity.late_traces.items()):
+        problems.append(f"the failover trace {key} began {late_ms:.0f} ms late (discarded)")
     if fidelity.pacing_late_max_ms > 1.0:
         problems.append(f"a probe left {fidelity.pacing_late_max_ms:.1f} ms late")
     refused = [p for p in fidelity.policies if not p.startswith("SCHED_FIFO")]

@@ -39,8 +39,11 @@ fidelity) during the run:
   frames at the engine's sockets before it could see them (a loss the model
   never drew), and a failing throughput assertion when the host stole CPU
   beyond STEAL_LIMIT_PCT.
-- a non-numeric assertion (a path, a boolean) and anything the run did not
-  measure keep their plain pass/fail.
+- a routing metric read from a failover trace that began too late to trust
+  (a starved CPU; the trace is discarded rather than read across the step it
+  was to precede) is inconclusive, not a fail;
+- any other non-numeric assertion (a path, a boolean) and anything else the
+  run did not measure keep their plain pass/fail.
 A run is `fail` when any assertion fails or the run had errors, else
 `inconclusive` when any is, else `pass` (exit codes 1, 3, 0).
 """
@@ -71,6 +74,9 @@ def margin(value: float, low: float | None, high: float | None) -> float:
     return min(distances) if distances else math.inf
 
 
+#: routing metrics read from the failover traces (emulator.routing.failover): unmeasured
+#: when a trace began too late to trust (Fidelity.late_traces)
+TRACED = ("path_before", "path_after", "path_changed", "rtt_before_ms", "rtt_after_ms", "reverts_on_restore")
 #: span metrics the routing daemons measure (their packets cross the engine; no probe involved)
 DAEMON_SPANS = ("detection", "convergence_ms", "first_route", "bfd_expected")
 
@@ -121,6 +127,9 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
     """The verdict on one assertion and, when inconclusive, why."""
     plain = PASS if result.passed else FAIL
     value = result.measured
+    if fidelity is not None and value is None and fidelity.late_traces and result.metric.endswith(TRACED):
+        late = ", ".join(f"{key} {ms:.0f} ms" for key, ms in sorted(fidelity.late_traces.items()))
+        return INCONCLUSIVE, f"not measured: failover traces began late on a busy host ({late})"
     if fidelity is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return plain, ""
     name = result.metric.rsplit(".", 1)[-1]

@@ -14,7 +14,8 @@ early and name the moment), then
    reply from the target once the TTL reaches it;
 2. sends `--pings` echo requests with TTL 64, 20 ms apart: the RTTs.
 
-It prints one JSON object: {"target", "source", "at_ns", "hops": [address
+It prints one JSON object: {"target", "source", "asked_ns" (the moment it was
+asked for), "at_ns" (when it began: later on a starved CPU), "hops": [address
 or null per TTL, up to the target], "reached": bool, "rtt_ms": [...]}.
 `hops_to_nodes` maps the addresses to node names with the run's address plan.
 """
@@ -106,8 +107,8 @@ def run_trace(target: str, at_ns: int, max_hops: int, timeout_s: float, pings: i
         for sent, got in answered:
             if int(got[ICMP].type) == 0:
                 rtts.append(round((float(got.time) - float(sent.sent_time)) * 1000, 3))
-    return {"target": target, "address": dst, "source": src, "at_ns": started, "hops": hops, "reached": reached,
-            "rtt_ms": rtts}
+    return {"target": target, "address": dst, "source": src, "asked_ns": at_ns, "at_ns": started, "hops": hops,
+            "reached": reached, "rtt_ms": rtts}
 
 
 def main(argv: list[str]) -> int:

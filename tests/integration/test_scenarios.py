@@ -109,29 +109,32 @@ def test_same_seed_reproduces_the_same_drops(make_testbed: Any, tmp_path: Path) 
     from tests.integration.conftest import two_host_topology
     from tests.integration.test_traffic import run_probes
 
-    lost: list[set[int]] = []
-    before: list[int] = []
+    import difflib
+
+    lost: list[list[int]] = []
     for i, seed in enumerate((11, 11, 12)):
         testbed = make_testbed(two_host_topology("delay: 1ms\nloss: 5%"), seed=seed)
         # after the interfaces' own IPv6 chatter (MLD reports within ~1 s of
         # coming up), so that, as a rule, only probes cross the lossy direction
         time.sleep(2.0)
-        before.append(testbed.stats()["left-right"]["a_to_b"]["rx_packets"])
         summary, records, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7100 + i)
-        lost.append(set(range(summary["sent"])) - set(records.seq))
+        lost.append(sorted(set(range(summary["sent"])) - set(records.seq)))
         testbed.stop()
     # The k-th frame into a direction takes the k-th draw of its seeded
-    # stream, so the same seed loses the same probes, whatever the timing. If
-    # the kernel's own chatter put a different number of frames ahead of the
-    # probes, the same draws fall on probes shifted by that difference: undo
-    # it (the engine counted those frames) and compare where both runs overlap.
-    shift = before[1] - before[0]
-    shifted = {seq + shift for seq in lost[1]}
-    overlap = range(max(0, shift) + 1, 1900)
-    assert lost[0] and {s for s in lost[0] if s in overlap} == {s for s in shifted if s in overlap}, (
-        shift, before, sorted(lost[0] ^ shifted)[:10])
-    # ~100 losses each out of 2000: two independent streams agreeing on all is impossible
-    assert lost[2] != lost[0]
+    # stream, so the same seed loses the same probes, whatever the timing;
+    # except that a frame of the kernel's own (an MLD report retransmitted late
+    # on a busy machine) ahead of or amid the probes shifts the later draws by
+    # one. So compare the gaps between consecutive losses: a shift changes one
+    # gap, the rest stay in order. Two independent streams share almost no run
+    # of equal gaps (each ~geometric with mean 20: P(equal) ~ 1/39), so their
+    # matching ratio is ~0.05; the same stream with a couple of shifts is > 0.9.
+    def gaps(seqs: list[int]) -> list[int]:
+        return [b - a for a, b in zip(seqs, seqs[1:])]
+
+    same = difflib.SequenceMatcher(None, gaps(lost[0]), gaps(lost[1]), autojunk=False).ratio()
+    other = difflib.SequenceMatcher(None, gaps(lost[0]), gaps(lost[2]), autojunk=False).ratio()
+    assert len(lost[0]) > 50 and same > 0.9, (same, lost[0][:20], lost[1][:20])
+    assert other < 0.5, (other, lost[0][:20], lost[2][:20])
 
 
 STALLED = """\

@@ -290,3 +290,14 @@ def test_measured_paths_follow_the_topology_and_the_traces() -> None:
     assert len(paths["probe"]) == 4 and ("r3-r2", "a_to_b") in paths["probe"]
     assert paths["routing.cut1.after"][:4] == paths["probe"] and paths["routing.cut1.after"][4] == ("r2-h2", "b_to_a")
     assert len(paths["routing.cut1.after"]) == 8 and "routing.cut1.before" not in paths
+
+
+def test_a_late_failover_trace_makes_its_metrics_inconclusive_not_false() -> None:
+    late = Fidelity(late_traces={"before:cut1": 612.0})
+    verdict, reason = judge(AssertionResult("routing.restore1.reverts_on_restore", "equals true", None, False), late)
+    assert verdict == "inconclusive" and "before:cut1 612 ms" in reason
+    # a measured value keeps its verdict, and other unmeasured metrics still fail
+    assert judge(AssertionResult("routing.restore1.reverts_on_restore", "", False, False), late) == ("fail", "")
+    assert judge(AssertionResult("routing.cut1.detection_ms", "", None, False), late) == ("fail", "")
+    assert judge(AssertionResult("routing.cut1.path_after", "", None, False), Fidelity()) == ("fail", "")
+    assert any("before:cut1 began 612 ms late" in p for p in late.problems())
