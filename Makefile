@@ -12,8 +12,15 @@ APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 frr procps
 # Commands that prove the packages above are present (skip apt when they are).
 APT_PROBES   := ip ping ethtool iperf3 bird vtysh ps
 PYTEST_ARGS ?=
+# Tools only the tests drive: a real browser loads the HTML report (tests/integration/test_html_report.py).
+TEST_APT_PACKAGES := chromium
+TEST_APT_PROBES   := chromium
+# apt-get install of the packages that follow it (as root, or through sudo)
+APT_INSTALL = SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: all deps system-deps venv build debug run test unit integration bench clean
+.PHONY: all deps system-deps test-deps venv build debug run test unit integration bench clean
 
 all: build
 
@@ -25,14 +32,17 @@ system-deps:
 	$(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 	  || { missing="$$missing Python.h"; pkgs="$$pkgs python3-dev"; }; \
 	if [ -n "$$missing" ]; then \
-	  echo "caspian: installing system packages (missing:$$missing)"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
+	  echo "caspian: installing system packages (missing:$$missing)"; $(APT_INSTALL) $$pkgs >/dev/null; \
 	fi
 	@# bird2's and frr's packages may enable system-wide daemons: caspian leaves them alone (it never
 	@# stops, disables or restarts a host service). Its own daemons run in the routers' namespaces with
 	@# their own config, control socket, pid and log files under the run's directory (docs/routing.md).
+
+test-deps:
+	@missing=""; for c in $(TEST_APT_PROBES); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "caspian: installing test tools (missing:$$missing)"; $(APT_INSTALL) $(TEST_APT_PACKAGES) >/dev/null; \
+	fi
 
 $(VENV)/.deps: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -56,14 +66,14 @@ run: build
 	$(VENV)/bin/caspian run $(SCENARIO)
 
 # pytest exit 5 means "no tests collected": that must fail, never pass silently.
-test: build
+test: build test-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 unit: build
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: build
+integration: build test-deps
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 bench: build

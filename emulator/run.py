@@ -563,6 +563,22 @@ def link_metrics(stats: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def report_topology(scenario: Scenario) -> dict[str, Any]:
+    """The topology for the report's picture, with each stream's least-delay path."""
+    from emulator.report.topology_view import topology_data
+    from emulator.scenario.paths import shortest_path
+
+    data = topology_data(scenario.topology)
+    streams = {}
+    for spec in scenario.traffic:
+        try:
+            streams[spec.name] = shortest_path(scenario.topology, spec.source, spec.target)
+        except KeyError:
+            continue  # no path: the stream measures that itself
+    data["streams"] = streams
+    return data
+
+
 def measured_paths(topology: Any, traffic: tuple[TrafficSpec, ...],
                    metrics: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     """The link directions each delay figure crossed (Fidelity.paths): per traffic
@@ -655,7 +671,7 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
         duration_s=scenario.duration_ns / 1e9, wall_s=time.monotonic() - wall_start,
         versions=collect_versions(), metrics=metrics, assertions=results, marks=run.marks, series=series,
         links=stats, scenario_text=scenario.text, errors=errors, timeline=timeline,
-        fidelity=fidelity.to_dict(),
+        fidelity=fidelity.to_dict(), topology=report_topology(scenario),
     )
 
 

@@ -208,6 +208,9 @@ class Report:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     #: what bent this run's figures (emulator.measure.fidelity.Fidelity.to_dict()); {} = not measured
     fidelity: dict[str, Any] = field(default_factory=dict)
+    #: the topology drawn on the HTML page (emulator.report.topology_view.topology_data) and
+    #: "streams": each traffic stream's least-delay path as node names; {} = not recorded
+    topology: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -276,6 +279,7 @@ class Report:
             "links": _json_safe(self.links),
             "timeline": _json_safe(self.timeline),
             "fidelity": _json_safe(self.fidelity),
+            "topology": _json_safe(self.topology),
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -293,7 +297,7 @@ class Report:
                     for stream, named in data["series"].items()},
             links=data.get("links", {}), scenario_text=data.get("scenario_text", ""),
             errors=list(data.get("errors", [])), timeline=list(data.get("timeline", [])),
-            fidelity=dict(data.get("fidelity", {})),
+            fidelity=dict(data.get("fidelity", {})), topology=dict(data.get("topology", {})),
         )
 
 

@@ -1,7 +1,8 @@
-"""A report on disk: report.json, junit.xml and the plots."""
+"""A report on disk: report.json, junit.xml, the plots and index.html (emulator.report.html)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -10,6 +11,12 @@ from typing import Any
 
 from emulator.report.report import Report
 
+#: where `caspian run` writes a report unless told (--report DIR)
+REPORTS_DIR = "reports"
+#: a report directory's name: lowercase letters, digits, dot, dash, underscore
+_NOT_SLUG = re.compile(r"[^a-z0-9._-]+")
+#: longest slug kept (a scenario name is at most 64 characters)
+SLUG_MAX_CHARS = 64
 JSON_FILE = "report.json"
 JUNIT_FILE = "junit.xml"
 #: the JUnit test case that fails when the run itself had errors (a traffic tool failed ...)
@@ -91,7 +98,8 @@ def write_junit(report: Report, path: str | Path) -> str:
 
 
 def write_all(report: Report, directory: str | Path) -> dict[str, str]:
-    """report.json, junit.xml and the plots into `directory`; {"json": path, "junit": path, "delay": path, ...}."""
+    """report.json, junit.xml, the plots, the topology picture and index.html into
+    `directory`; {"json": path, "junit": path, "delay": path, ..., "html": path}."""
     from emulator.report.plots import PLOT_FILES, write_plots
 
     directory = Path(directory)
@@ -100,4 +108,35 @@ def write_all(report: Report, directory: str | Path) -> dict[str, str]:
     by_file = {name: kind for kind, name in PLOT_FILES.items()}
     for path in write_plots(report, directory):
         written[by_file[Path(path).name]] = path
+    if report.topology.get("nodes"):
+        from emulator.report.topology_view import TOPOLOGY_PNG, Picture, write_png
+
+        written["topology"] = write_png(Picture.of(report.topology), directory / TOPOLOGY_PNG)
+    from emulator.report.html import write_html
+
+    written["html"] = write_html(report, directory, written)
     return written
+
+
+def report_slug(name: str) -> str:
+    """A scenario name made into one safe directory name.
+
+    Only [a-z0-9._-]: letters are lowercased, every other run of characters
+    (a slash, a space, a control character) becomes one dash, runs of dots
+    one dot, and dots and dashes are stripped from both ends, so the slug is
+    never absolute, never `.` or `..`, never hidden. A name with nothing left
+    (`..`, `/`, all non-ASCII) becomes `scenario-` and 8 hex digits of its
+    hash, so different such names still get different directories.
+    """
+    slug = _NOT_SLUG.sub("-", name.lower())
+    slug = re.sub(r"\.{2,}", ".", slug)
+    slug = re.sub(r"-{2,}", "-", slug)
+    slug = slug[:SLUG_MAX_CHARS].strip(".-")
+    if not slug:
+        slug = "scenario-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return slug
+
+
+def default_report_dir(name: str) -> Path:
+    """`reports/<slug of the scenario's name>`, relative to the working directory."""
+    return Path(REPORTS_DIR) / report_slug(name)

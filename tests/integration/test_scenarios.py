@@ -58,7 +58,7 @@ def test_shipped_scenario_runs_green(path: str, run_root: str, tmp_path: Path) -
         pytest.skip(f"inconclusive twice: {_inconclusive(report_dir)}")
     assert done.returncode == 0, f"{os.path.basename(path)} failed: {_failed_assertions(report_dir)}\n" \
                                  f"{done.stderr[-2000:]}\n{done.stdout[-3000:]}"
-    for name in ("report.json", "junit.xml", "delay.png"):
+    for name in ("report.json", "junit.xml", "delay.png", "topology.png", "index.html"):
         assert (report_dir / name).stat().st_size > 0
     assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"
 

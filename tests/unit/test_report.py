@@ -99,7 +99,7 @@ def test_not_measured_fails() -> None:
 def test_write_all(tmp_path: Path) -> None:
     report = make_report(failing=True)
     files = write_all(report, tmp_path / "out")
-    assert set(files) == {"json", "junit", "delay", "throughput", "loss"}
+    assert set(files) == {"json", "junit", "delay", "throughput", "loss", "html"}
     for path in files.values():
         assert Path(path).parent == tmp_path / "out" and Path(path).stat().st_size > 0
 
