@@ -20,7 +20,7 @@ APT_INSTALL = SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: all deps system-deps test-deps venv build debug run test unit integration bench clean
+.PHONY: all deps system-deps test-deps venv build debug run test unit integration fuzz bench clean
 
 all: build
 
@@ -75,6 +75,12 @@ unit: build
 
 integration: build test-deps
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The loader's fuzzer, run long: every input gets a Scenario or one ScenarioError
+# line, in bounded time (the unit suite runs it briefly). Prints the counts.
+FUZZ_EXAMPLES ?= 10000
+fuzz: venv
+	CASPIAN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider tests/unit/test_fuzz_scenarios.py $(PYTEST_ARGS)
 
 bench: build
 	$(VENV)/bin/caspian bench

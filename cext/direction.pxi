@@ -18,6 +18,14 @@ cdef enum:
     N_DROP_REASONS = 6
 
 DROP_REASON_NAMES = ("outage", "loss", "queue", "overflow", "malformed", "send_error")
+# the same words for a dropped frame's capture comment
+cdef const char *DROP_COMMENTS[6]
+DROP_COMMENTS[0] = b"dropped: outage"
+DROP_COMMENTS[1] = b"dropped: loss"
+DROP_COMMENTS[2] = b"dropped: queue"
+DROP_COMMENTS[3] = b"dropped: overflow"
+DROP_COMMENTS[4] = b"dropped: malformed"
+DROP_COMMENTS[5] = b"dropped: send_error"
 
 cdef enum:
     ETH_HEADER_BYTES = 14
@@ -45,6 +53,7 @@ cdef struct Counters:
     uint64_t drop_packets[6]
     uint64_t drop_bytes[6]
     uint64_t in_flight
+    uint64_t queued          # of those, awaiting the serializer (a rate-limited link's queue)
     # how late each release left vs its scheduled time: bin k counts
     # lateness < 2^k µs (bin 15 also everything above); the engine's own
     # timing error, separate from any queueing the model adds
@@ -153,6 +162,19 @@ cdef struct Direction:
     int tap_len             # (atomic: entries below it are complete)
     int tap_cap
     uint64_t tap_overflow
+    # packet capture (capture.pxi): the shard's ring while this direction is
+    # captured, else NULL (atomic; capture_if is set before it is published).
+    # Frames in are recorded on pcapng interface capture_if (at arrival, or
+    # once with the drop reason), frames out on capture_if + 1 at release.
+    CaptureRing *capture
+    int32_t capture_if
+    # queue occupancy over time: the most packets awaiting serialization in
+    # each time bin (bin k covers [*bin_epoch + k bin_ns, + bin_ns)); NULL until
+    # the engine's fidelity bins start (Engine.set_fidelity)
+    int32_t *queue_bins
+    int32_t queue_bins_len
+    const int64_t *bin_epoch
+    int64_t bin_ns
 
 
 cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t seed) noexcept nogil:
@@ -184,6 +206,12 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     d.tq_pos = -1
     d.tq_key = -1
     d.tap_n = 0
+    d.capture = NULL
+    d.capture_if = 0
+    d.queue_bins = NULL
+    d.queue_bins_len = 0
+    d.bin_epoch = NULL
+    d.bin_ns = 0
     d.tap_t = NULL
     d.tap_seq = NULL
     d.tap_stream = NULL
@@ -203,6 +231,8 @@ cdef void direction_free(Direction *d) noexcept nogil:
     schedule_free(d.schedule)
     schedule_free(<Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL))
     d.schedule = NULL
+    free(d.queue_bins)
+    d.queue_bins = NULL
     free(d.tap_t); free(d.tap_seq); free(d.tap_stream)
     d.tap_t = NULL; d.tap_seq = NULL; d.tap_stream = NULL
 
@@ -462,6 +492,17 @@ cdef inline bint queue_admits(Direction *d, Params *p, int64_t now_ns, int32_t l
     return True
 
 
+cdef inline void bin_queue(Direction *d, int64_t arrival_ns) noexcept nogil:
+    """Keep the largest queue (packets awaiting serialization) of the arrival's time bin."""
+    cdef int64_t epoch = csp_load_i64(d.bin_epoch)
+    cdef int64_t b
+    if epoch <= 0 or arrival_ns < epoch:
+        return
+    b = (arrival_ns - epoch) // d.bin_ns
+    if b < d.queue_bins_len and d.backlog_count > d.queue_bins[b]:
+        d.queue_bins[b] = d.backlog_count
+
+
 cdef inline void backlog_add(Direction *d, int64_t departure_ns, int32_t length) noexcept nogil:
     cdef int tail
     if d.backlog_count == d.capacity:
@@ -609,6 +650,29 @@ cdef inline void count_drop(Direction *d, int reason, int32_t length) noexcept n
     d.counters.drop_bytes[reason] += length
 
 
+cdef inline void drop_frame(Direction *d, int reason, const uint8_t *frame, int32_t length,
+                            int64_t arrival_ns) noexcept nogil:
+    """Count a dropped frame and, when captured, record it once with its reason."""
+    count_drop(d, reason, length)
+    cdef CaptureRing *cap = <CaptureRing *>csp_load_ptr(<void **>&d.capture)
+    if cap != NULL:
+        capture_block(cap, d.capture_if, arrival_ns, frame, length, EPB_INBOUND, DROP_COMMENTS[reason])
+
+
+cdef inline void capture_in(Direction *d, const uint8_t *frame, int32_t length, int64_t arrival_ns) noexcept nogil:
+    """Record a frame admitted into flight, at its kernel arrival stamp."""
+    cdef CaptureRing *cap = <CaptureRing *>csp_load_ptr(<void **>&d.capture)
+    if cap != NULL:
+        capture_block(cap, d.capture_if, arrival_ns, frame, length, EPB_INBOUND, NULL)
+
+
+cdef inline void capture_out(Direction *d, const uint8_t *frame, int32_t length, int64_t release_ns) noexcept nogil:
+    """Record a frame sent on, at its emulated release time."""
+    cdef CaptureRing *cap = <CaptureRing *>csp_load_ptr(<void **>&d.capture)
+    if cap != NULL:
+        capture_block(cap, d.capture_if + 1, release_ns, frame, length, EPB_OUTBOUND, NULL)
+
+
 cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_t *frame, int32_t length, bint corrupt,
                        int32_t tag) noexcept nogil:
     """Stages 4-6 for one copy of a packet. Returns True when it is in flight."""
@@ -617,7 +681,7 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     cdef uint32_t bit
     cdef int64_t departure, release
     if not queue_admits(d, p, arrival_ns, length):
-        count_drop(d, DROP_QUEUE, length)
+        drop_frame(d, DROP_QUEUE, frame, length, arrival_ns)
         return False
     if d.free_top > 0:
         d.free_top -= 1
@@ -626,7 +690,7 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
         slot = d.fresh_next
         d.fresh_next += 1
     else:
-        count_drop(d, DROP_OVERFLOW, length)
+        drop_frame(d, DROP_OVERFLOW, frame, length, arrival_ns)
         return False
     dst = slot_frame(d, slot)
     memcpy(dst, frame, length)
@@ -639,6 +703,8 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     departure = serialization_departure(d, p, arrival_ns, length)
     if departure > arrival_ns:
         backlog_add(d, departure, length)
+        if d.queue_bins != NULL:
+            bin_queue(d, arrival_ns)
     if p.reorder > 0.0 and prng_chance(&d.rng, p.reorder):
         release = departure            # netem `reorder`: this one skips the delay line
     else:
@@ -655,6 +721,7 @@ cdef bint enqueue_copy(Direction *d, Params *p, int64_t arrival_ns, const uint8_
     d.slots[slot].reserved = tag     # a tapped probe's tap entry + 1 on its TAP_LAST direction, else 0
     d.next_seq += 1
     heap_push(d, slot)
+    capture_in(d, frame, length, arrival_ns)
     return True
 
 
@@ -689,15 +756,15 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
     d.counters.rx_packets += 1
     d.counters.rx_bytes += length
     if length < ETH_HEADER_BYTES or length > max_frame:
-        count_drop(d, DROP_MALFORMED, length)
+        drop_frame(d, DROP_MALFORMED, frame, length, arrival_ns)
         return
     # 1. outage
     if csp_load_int(&d.outage):
-        count_drop(d, DROP_OUTAGE, length)
+        drop_frame(d, DROP_OUTAGE, frame, length, arrival_ns)
         return
     # 2. loss
     if p.loss_kind != LOSS_NONE and loss_decision(d, p):
-        count_drop(d, DROP_LOSS, length)
+        drop_frame(d, DROP_LOSS, frame, length, arrival_ns)
         return
     # 3. duplicate / corrupt (the duplicate is an extra packet: counted in `duplicated`)
     corrupt = prng_chance(&d.rng, p.corrupt)

@@ -18,13 +18,14 @@ Python owns configuration: it creates and binds the sockets, publishes new
 parameters (one atomic pointer swap per direction) and asks for consistent
 counter snapshots. No Python object is touched inside the loop.
 """
-from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t, uint8_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t, uint16_t, uint8_t
 from libc.string cimport memset, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from includes.system cimport *
 
 include "prng.pxi"
 include "params.pxi"
+include "capture.pxi"
 include "direction.pxi"
 include "pps.pxi"
 include "offline.pxi"
@@ -91,6 +92,7 @@ cdef class Engine:
     cdef int64_t bin_ns
     cdef int32_t *late_bins      # n_dirs x LATE_BINS: the largest lateness (µs) released in each bin
     cdef list retired_taps       # probe-tap arrays replaced while the loop may still write them
+    cdef CaptureRing ring        # packet capture (capture.pxi); buf NULL until first used
     # receive batch: scratch frames, addresses, control buffers
     cdef mmsghdr rx_msgs[MAX_BATCH]
     cdef iovec rx_iov[MAX_BATCH]
@@ -132,6 +134,7 @@ cdef class Engine:
         self.rx_frames = NULL
         self.stall_threshold_ns = 1000000
         self.retired_taps = []
+        memset(&self.ring, 0, sizeof(CaptureRing))
 
     def __dealloc__(self):
         cdef int i
@@ -141,6 +144,7 @@ cdef class Engine:
             for arrays in self.retired_taps:
                 for a in arrays:
                     free(<void *><size_t>a)
+        free(self.ring.buf)
         free(self.dirs)
         free(self.io)
         free(self.snapshot)
@@ -299,13 +303,18 @@ cdef class Engine:
         if self.n_dirs == 0:
             raise RuntimeError("no links to forward")
         self._prepare()
-        csp_store_int(&self.stop_flag, 0)
+        # stop_flag is not cleared here: a stop() that came before this thread got
+        # to run must still stop it (arm() clears it before a start)
         csp_store_int(&self.running_flag, 1)
         try:
             with nogil:
                 engine_loop(self)
         finally:
             csp_store_int(&self.running_flag, 0)
+
+    def arm(self) -> None:
+        """Clear an earlier stop() before starting the loop again (new engines start armed)."""
+        csp_store_int(&self.stop_flag, 0)
 
     def stop(self) -> None:
         """Ask the loop to return; safe from any thread."""
@@ -399,6 +408,54 @@ cdef class Engine:
                 times.append(t)
         return {"port": ports, "seq": seqs, "t_ns": times, "overflow": d.tap_overflow}
 
+    def capture_open(self, int64_t size, int snaplen) -> None:
+        """Make the capture ring: `size` bytes (a power of two), frames cut at `snaplen`
+        bytes. Once per engine: the loop may write into it at any time after."""
+        if self.ring.buf != NULL:
+            if size != self.ring.size:
+                raise ValueError("the capture ring exists with another size")
+            self.ring.snaplen = snaplen
+            return
+        if size < 65536 or size & (size - 1) or not 64 <= snaplen <= 65535:
+            raise ValueError("size: a power of two >= 65536; snaplen 64..65535")
+        self.ring.buf = <uint8_t *>malloc(<size_t>size)
+        if self.ring.buf == NULL:
+            raise MemoryError()
+        self.ring.size = size
+        self.ring.snaplen = snaplen
+
+    def set_capture(self, int direction, int interface) -> None:
+        """Capture `direction`: frames in on pcapng interface `interface`, out on
+        `interface` + 1; -1 stops."""
+        self._check_direction(direction)
+        cdef Direction *d = &self.dirs[direction]
+        if interface < 0:
+            csp_xchg_ptr(<void **>&d.capture, NULL)
+            return
+        if self.ring.buf == NULL:
+            raise ValueError("capture_open first")
+        d.capture_if = interface
+        csp_xchg_ptr(<void **>&d.capture, &self.ring)
+
+    def capture_drain(self) -> bytes:
+        """The whole blocks written since the last drain (pcapng EPBs), as bytes."""
+        if self.ring.buf == NULL:
+            return b""
+        cdef int64_t head = csp_load_i64(&self.ring.head)
+        cdef int64_t tail = self.ring.tail
+        cdef int64_t n = head - tail
+        cdef int64_t off = tail & (self.ring.size - 1)
+        cdef int64_t first = n if off + n <= self.ring.size else self.ring.size - off
+        out = PyBytes_FromStringAndSize(<char *>(self.ring.buf + off), first)
+        if first < n:
+            out += PyBytes_FromStringAndSize(<char *>self.ring.buf, n - first)
+        csp_store_i64(&self.ring.tail, head)
+        return out
+
+    def capture_status(self) -> dict:
+        """Blocks written and lost (the ring was full) since the ring was made."""
+        return {"blocks": self.ring.blocks, "lost": self.ring.lost, "size": self.ring.size}
+
     def set_fidelity(self, int64_t epoch_ns, int64_t bin_ns, int64_t stall_threshold_ns) -> None:
         """Start time bins of release lateness at `epoch_ns` (bins of `bin_ns`,
         LATE_BINS of them) and count loop stalls longer than `stall_threshold_ns`.
@@ -411,6 +468,24 @@ cdef class Engine:
                 raise MemoryError()
         elif self.late_bins != NULL:
             memset(self.late_bins, 0, <size_t>self.n_dirs * LATE_BINS * sizeof(int32_t))
+        cdef int i
+        cdef Direction *d
+        csp_store_i64(&self.bin_epoch_ns, 0)     # the loop stops binning while the bins change
+        cdef int32_t *fresh
+        for i in range(self.n_dirs):
+            d = &self.dirs[i]
+            # what bin_queue reads is set before the bins are published (the loop
+            # bins only when queue_bins is not NULL, and only from the epoch on)
+            d.bin_epoch = &self.bin_epoch_ns
+            d.bin_ns = bin_ns
+            d.queue_bins_len = LATE_BINS
+            if d.queue_bins == NULL:
+                fresh = <int32_t *>calloc(LATE_BINS, sizeof(int32_t))
+                if fresh == NULL:
+                    raise MemoryError()
+                csp_xchg_ptr(<void **>&d.queue_bins, fresh)
+            else:
+                memset(d.queue_bins, 0, LATE_BINS * sizeof(int32_t))
         self.bin_ns = bin_ns
         self.stall_threshold_ns = stall_threshold_ns
         csp_store_i64(&self.bin_epoch_ns, epoch_ns)
@@ -418,7 +493,8 @@ cdef class Engine:
     def fidelity(self) -> dict:
         """The loop's own timing: stalls (count, total, longest, the most recent
         with their start times), forced naps, wake-ups, and per direction the
-        largest release lateness (µs) in each time bin since `set_fidelity`."""
+        largest release lateness (µs) and the largest queue (packets awaiting
+        serialization) in each time bin since `set_fidelity`."""
         cdef uint64_t n = self.stalls
         cdef uint64_t first = n - STALL_RING if n > STALL_RING else 0
         cdef uint64_t k
@@ -431,11 +507,21 @@ cdef class Engine:
                 if self.late_bins[<size_t>i * LATE_BINS + b] != 0:
                     last = b
             bins.append([self.late_bins[<size_t>i * LATE_BINS + b] for b in range(last + 1)])
+        queues = []
+        cdef Direction *d
+        for i in range(self.n_dirs):
+            d = &self.dirs[i]
+            last = -1
+            for b in range(d.queue_bins_len if d.queue_bins != NULL else 0):
+                if d.queue_bins[b] != 0:
+                    last = b
+            queues.append([d.queue_bins[b] for b in range(last + 1)])
         return {
             "stalls": n, "stall_total_ns": self.stall_total_ns, "stall_max_ns": self.stall_max_ns,
             "stall_threshold_ns": self.stall_threshold_ns, "recent_stalls": recent,
             "dozes": self.dozes, "wakeups": self.wakeups,
             "bin_epoch_ns": self.bin_epoch_ns, "bin_ns": self.bin_ns, "late_bins_us": bins,
+            "queue_bins": queues,
         }
 
     # -- helpers ----------------------------------------------------------
@@ -510,8 +596,10 @@ cdef void *realloc_zeroed(void *old, int n_old, int n_new, size_t size) noexcept
 
 
 cdef inline void take_snapshot(Engine e, int i) noexcept nogil:
+    backlog_drain(&e.dirs[i], clock_ns())    # the queue as of now, not as of the last arrival
     e.snapshot[i] = e.dirs[i].counters
     e.snapshot[i].in_flight = e.dirs[i].heap_len
+    e.snapshot[i].queued = e.dirs[i].backlog_count
 
 
 cdef dict counters_dict(Counters *c):
@@ -522,7 +610,7 @@ cdef dict counters_dict(Counters *c):
         "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
         "duplicated": c.duplicated, "corrupted": c.corrupted,
         "drops": drops, "drop_bytes": drop_bytes,
-        "in_flight": c.in_flight,
+        "in_flight": c.in_flight, "queued": c.queued,
         "release_lateness": {
             "max_ns": c.late_max_ns,
             "histogram": {(f"<{1 << k}us" if k < 15 else f">={1 << 14}us"): c.late_hist[k] for k in range(16)},
@@ -580,6 +668,7 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
     """Stage 7: send every packet whose release time has come, in time order."""
     cdef Direction *d = &e.dirs[i]
     cdef int n, sent, r, k, slot, err
+    cdef CaptureRing *cap
     while d.heap_len > 0 and d.slots[d.heap[0]].release_ns <= now:
         n = 0
         while n < e.batch and d.heap_len > 0 and d.slots[d.heap[0]].release_ns <= now:
@@ -600,6 +689,8 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
                         bin_lateness(e, i, now, now - d.slots[e.tx_slot[k]].release_ns)
                     d.counters.tx_packets += 1
                     d.counters.tx_bytes += d.slots[e.tx_slot[k]].length
+                    capture_out(d, slot_frame(d, e.tx_slot[k]), d.slots[e.tx_slot[k]].length,
+                                d.slots[e.tx_slot[k]].release_ns)
                     slot_release(d, e.tx_slot[k])
                 sent += r
             else:
@@ -611,6 +702,10 @@ cdef void release_due(Engine e, int i, int64_t now) noexcept nogil:
                     return
                 # The frame at `sent` was refused (ENOBUFS, ENETDOWN, ...): a counted drop.
                 count_drop(d, DROP_SEND_ERROR, d.slots[e.tx_slot[sent]].length)
+                cap = <CaptureRing *>csp_load_ptr(<void **>&d.capture)
+                if cap != NULL:     # recorded on the way out, where it was refused
+                    capture_block(cap, d.capture_if + 1, now, slot_frame(d, e.tx_slot[sent]),
+                                  d.slots[e.tx_slot[sent]].length, EPB_OUTBOUND, DROP_COMMENTS[DROP_SEND_ERROR])
                 slot_release(d, e.tx_slot[sent])
                 sent += 1
 

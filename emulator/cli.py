@@ -5,26 +5,159 @@
     caspian up [FILE] / caspian down [--all] a testbed that stays up
     caspian exec NODE -- CMD...              run anything inside a node
     caspian link show|set|cut|restore LINK [netem words]
-    caspian stats [--json]
+    caspian stats [--json | --watch]
+    caspian capture LINK [--direction NODE] [-c COUNT] [-w FILE.pcapng]
     caspian bench [--json]
 
 Exit codes: 0 success, 1 a check failed, 3 inconclusive (the run's own
 error could have flipped a check: docs/verdicts.md), 2 bad input or environment (one
 line on stderr naming the input and the fix).
+
+Whatever happens, a command answers in one line on stderr, never a
+traceback: bad input or environment is `caspian: <what and the fix>` (exit
+2); an unexpected exception, a bug, is `caspian: internal error: <type>:
+<message> (details in <log>)` (exit 1), the full traceback written to a crash
+log (`crash_log_dir()`); Ctrl-C is exit 130 and SIGTERM/SIGHUP 128 + the
+signal, each with one line, after the testbed was torn down. Control
+characters in anything printed are escaped (`\\x1b`), so a file or a tool's
+output cannot drive the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shlex
+import stat
 import sys
-from typing import Any, Sequence
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
-from emulator.errors import CaspianError, EnvironmentProblem, InputError, TestbedError
+from emulator.errors import CaspianError, EnvironmentProblem, InputError
 from emulator.network.state import DEFAULT_ROOT
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: Ctrl-C, as a shell reports a process SIGINT ended
+EXIT_INTERRUPTED = 130
+#: an error line is cut to this many characters (the crash log keeps it whole)
+MAX_LINE_CHARS = 1000
+#: crash logs kept in crash_log_dir(): the oldest go first
+CRASH_LOGS_KEPT = 20
+
+
+# ---------------------------------------------------------------- what reaches the terminal
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character escaped as Python writes it
+    (a newline as `\\n`, ESC as `\\x1b`), so it is one line that cannot
+    move the cursor, retitle the terminal or hide what precedes it."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _line(text: str) -> str:
+    """One printable line of at most MAX_LINE_CHARS characters."""
+    text = printable(text)
+    if len(text) > MAX_LINE_CHARS:
+        text = text[:MAX_LINE_CHARS - 40] + f"...[{len(text) - MAX_LINE_CHARS + 40} more characters]"
+    return text
+
+
+def say(text: str) -> None:
+    """Print one line on stderr (escaped); never raises (stderr may be closed)."""
+    try:
+        print(_line(text), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def printable_data(value: Any) -> Any:
+    """A copy of `value` (dataclasses, dicts, lists, tuples) with every string
+    made `printable`: for tables printed from data a file or a tool supplied."""
+    if isinstance(value, str):
+        return printable(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: printable_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, dict):
+        return {printable_data(k): printable_data(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(printable_data(v) for v in value)
+    return value
+
+
+# ---------------------------------------------------------------- crash logs
+
+def crash_log_dir() -> Path:
+    """Where tracebacks of internal errors go: `$XDG_STATE_HOME/caspian`, else
+    `~/.local/state/caspian` (the XDG default), else `/tmp/caspian-UID`.
+
+    Not the run's state directory: teardown removes that, and a crash may
+    come before there is one.
+    """
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(state_home):
+        return Path(state_home) / "caspian"
+    home = os.path.expanduser("~")
+    if os.path.isabs(home) and os.path.isdir(home):
+        return Path(home) / ".local" / "state" / "caspian"
+    return Path("/tmp") / f"caspian-{os.getuid()}"
+
+
+def _private_dir(path: Path) -> None:
+    """Make `path` (mode 0700) or check that it is a real directory of ours:
+    a crash log may hold a scenario's text, and /tmp is shared."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{path} is not a directory of uid {os.getuid()}")
+
+
+def write_crash_log(exc: BaseException, argv: Sequence[str]) -> str:
+    """Write the command, the versions and `exc`'s whole traceback to a new
+    file in crash_log_dir(); its path. Raises OSError when it cannot."""
+    from emulator import __version__
+
+    directory = crash_log_dir()
+    _private_dir(directory)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    text = "".join([
+        f"caspian {__version__} internal error at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n",
+        f"command: caspian {shlex.join(argv)}\n",
+        f"python {sys.version.split()[0]}, {os.uname().sysname} {os.uname().release}, cwd {os.getcwd()}\n\n",
+        *traceback.format_exception(exc),
+    ])
+    # escaped line by line as on the terminal: the log is read with `cat` too
+    text = "\n".join(printable(line) for line in text.split("\n"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for n in range(100):  # a new file each time, also for two crashes within a second
+        path = directory / f"crash-{stamp}-{os.getpid()}{f'-{n}' if n else ''}.log"
+        try:
+            fd = os.open(path, flags, 0o600)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(f"no free crash log name in {directory}")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write(text)
+    _prune_crash_logs(directory)
+    return str(path)
+
+
+def _prune_crash_logs(directory: Path) -> None:
+    """Keep the newest CRASH_LOGS_KEPT crash logs (names sort by time)."""
+    logs = sorted(directory.glob("crash-*.log"))
+    for old in logs[:-CRASH_LOGS_KEPT]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
 
 
 def _load(path: str | None) -> Any:
@@ -42,8 +175,13 @@ def _root_required() -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from emulator.network.addressing import address_plan
+
     topology = _load(args.file)
-    print(f"{args.file}: valid ({len(topology.nodes)} nodes, {len(topology.links)} links)")
+    # the address plan is pure and quick: a file whose addresses cannot be
+    # assigned is refused here, not only when `up` or `run` builds it
+    address_plan(topology)
+    print(printable(f"{args.file}: valid ({len(topology.nodes)} nodes, {len(topology.links)} links)"))
     return EXIT_OK
 
 
@@ -104,7 +242,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         run = find_run(args.run, args.state_root)
         problems = teardown(run)
     for problem in problems:
-        print(f"caspian down: {problem}", file=sys.stderr)
+        say(f"caspian down: {problem}")
     return EXIT_OK if not problems else EXIT_FAILED
 
 
@@ -170,7 +308,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     testbed = Testbed.attach(find_run(args.run, args.state_root))
     engine = testbed.engine
     if args.action == "show":
-        stats = engine.stats()
+        stats = printable_data(engine.stats())
         names = [args.link] if args.link else list(stats)
         for name in names:
             if name not in stats:
@@ -197,16 +335,65 @@ def cmd_link(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    """Capture one link of a running testbed into pcapng until -c frames or Ctrl-C/SIGTERM (docs/capture.md)."""
+    from emulator.network.signals import install_teardown_handlers
+    from emulator.testbed import Testbed, find_run
+
+    if args.count is not None and args.count < 1:
+        raise InputError(f"-c is {args.count}", fix="give a count of 1 or more frames, or leave -c out")
+    path = Path(args.write or f"{args.link}.pcapng").absolute()
+    if path.is_dir():
+        raise InputError(f"-w {path} is a directory", fix="give a file name, e.g. -w cable.pcapng")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot write {path}: {path.parent} is not a writable directory",
+                         fix="give -w a path in a writable directory")
+    _root_required()
+    testbed = Testbed.attach(find_run(args.run, args.state_root))
+    links = list(testbed.engine.stats())
+    if args.link not in links:
+        _no_link(links, args.link)
+    target = {"link": args.link, "direction": args.direction or "both"}
+    started = testbed.engine.capture_start([target], str(path), count=args.count)
+    say(f"caspian: capturing {args.link} into {path} ({', '.join(started['interfaces'])}); Ctrl-C stops")
+    # a signal ends the capture as Ctrl-C does: the file is closed complete either way
+    restore = install_teardown_handlers()
+    try:
+        while testbed.engine.capture_status()["running"]:
+            time.sleep(0.2)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        restore()
+        summary = testbed.engine.capture_stop()
+    say(f"caspian capture: {summary['frames']} frames to {summary['path']} "
+        f"({summary['lost']} not recorded: the capture ring was full)")
+    return EXIT_OK
+
+
+def _no_link(names: list[str], name: str) -> NoReturn:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    raise InputError(f"no link called {name!r}",
+                     fix=(f"did you mean {close[0]!r}? " if close else "") + f"links: {', '.join(names)}")
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from emulator.testbed import Testbed, find_run
 
     _root_required()
     testbed = Testbed.attach(find_run(args.run, args.state_root))
+    if args.watch:
+        from emulator.report.live import watch
+
+        watch(lambda: printable_data(testbed.engine.stats()))
+        return EXIT_OK
     stats = testbed.engine.stats()
     if args.json:
-        print(json.dumps(stats, indent=1))
+        print(json.dumps(stats, indent=1))  # JSON escapes control characters itself
     else:
-        print_stats(stats)
+        print_stats(printable_data(stats))
     return EXIT_OK
 
 
@@ -231,7 +418,7 @@ def print_stats(stats: dict[str, Any]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from emulator.network.signals import install_teardown_handlers
     from emulator.report.console import print_report
-    from emulator.report.writers import write_all, write_junit
+    from emulator.report.writers import default_report_dir, write_all, write_junit
     from emulator.run import implicit_scenario, run_scenario
     from emulator.scenario.default import DEFAULT_TOPOLOGY_PATH
     from emulator.scenario.loader import load_scenario
@@ -243,35 +430,58 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--repeat-inconclusive is {args.repeat_inconclusive}",
                          fix="give 0 (run once) or how many times to run again after an inconclusive run")
     _root_required()
-    report_dir = args.report or os.path.join("reports", scenario.name)
+    # the name comes from the file: only its slug, under reports/, chooses the
+    # place (`name: ../../x` or `name: /etc` must not); --report DIR any place
+    report_dir = Path(args.report) if args.report else default_report_dir(scenario.name)
+    _writable_report_dir(report_dir)  # before a run that would end with nowhere to write
     # SIGTERM/SIGINT become exceptions, so the testbed is torn down on the way out
     restore = install_teardown_handlers()
     try:
         for attempt in range(args.repeat_inconclusive + 1):
             report = _with_progress(scenario, lambda progress: run_scenario(
-                scenario, state_root=args.state_root, seed=args.seed, progress=progress))
+                scenario, state_root=args.state_root, seed=args.seed, progress=progress,
+                capture_dir=str(report_dir.absolute()) if scenario.capture else None))
             if report.verdict != "inconclusive" or attempt == args.repeat_inconclusive:
                 break
             reasons = "; ".join(f"{a.metric}: {a.reason}" for a in report.inconclusive)
-            print(f"caspian: run {attempt + 1} inconclusive ({reasons}); running again", file=sys.stderr)
+            say(f"caspian: run {attempt + 1} inconclusive ({reasons}); running again")
     finally:
         restore()
-    written = write_all(report, report_dir)
-    if args.junit:
-        write_junit(report, args.junit)
-        written["junit"] = args.junit
-    print_report(report, files=written)
+    try:
+        written = write_all(report, report_dir)
+        if args.junit:
+            write_junit(report, args.junit)
+            written["junit"] = args.junit
+    except OSError as exc:
+        raise InputError(f"cannot write the report: {exc.strerror or exc} ({exc.filename or report_dir})",
+                         fix="give --report (and --junit) a place you can write") from exc
+    print_report(printable_data(report), files=printable_data(written))
     return report.exit_code
+
+
+def _writable_report_dir(directory: Path) -> None:
+    """InputError unless the report directory can be made and written, checked
+    before the run (nothing is created: a run that fails leaves no empty directory)."""
+    probe = directory.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor is where it would be made
+    if not probe.is_dir():
+        raise InputError(f"cannot make the report directory {str(directory)!r}: {str(probe)!r} is not a directory",
+                         fix="give --report DIR a directory you can write")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the report to {str(directory)!r}: {str(probe)!r} is not writable",
+                         fix="give --report DIR a directory you can write")
 
 
 def _with_progress(scenario: Any, work: Any) -> Any:
     """Run `work(progress)` under a rich progress bar over the scenario's duration."""
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
                TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(f"caspian run {scenario.name}", total=1.0, t="")
+        task = bar.add_task(escape(printable(f"caspian run {scenario.name}")), total=1.0, t="")
         duration_s = scenario.duration_ns / 1e9
 
         def progress(fraction: float, what: str) -> None:
@@ -297,8 +507,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one escaped line and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        say(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="caspian", description="Packet-level link emulator and testbed.")
+    parser = _Parser(prog="caspian", description="Packet-level link emulator and testbed.")
     parser.add_argument("--state-root", default=DEFAULT_ROOT, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -347,8 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run prefix (default: the only one)")
     p.set_defaults(func=cmd_link)
 
+    p = sub.add_parser("capture", help="capture a link of a running testbed into pcapng (docs/capture.md)")
+    p.add_argument("link", help="the link to capture")
+    p.add_argument("--direction", metavar="NODE", help="only the frames NODE sends into the link (default: both ways)")
+    p.add_argument("-c", "--count", type=int, help="stop after COUNT frames (in, out and drops all count)")
+    p.add_argument("-w", "--write", metavar="FILE", help="the pcapng file (default: LINK.pcapng)")
+    p.add_argument("--run", help="run prefix (default: the only one)")
+    p.set_defaults(func=cmd_capture)
+
     p = sub.add_parser("stats", help="per-link counters")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="a live table of rates, drops and queues, each second (Ctrl-C leaves)")
     p.add_argument("--run", help="run prefix (default: the only one)")
     p.set_defaults(func=cmd_stats)
 
@@ -362,19 +589,134 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Every failure is one line on stderr (module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    root = getattr(args, "state_root", DEFAULT_ROOT)
+    before = _run_prefixes(root)
     try:
         return int(args.func(args))
-    except (InputError, EnvironmentProblem, TestbedError) as exc:
-        print(f"caspian: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        # stdout went away (`caspian stats | head -1`): nothing more to say there,
+        # and a testbed `caspian up` started stays up as asked
+        _silence_stdout()
+        return EXIT_FAILED
+    except (KeyboardInterrupt, SystemExit, Exception) as exc:
+        code = _answer(exc, args, argv, root, before)
+    _tear_down_own_runs(root, before)
+    return code
+
+
+def _answer(exc: BaseException, args: argparse.Namespace, argv: Sequence[str], root: str,
+            before: set[str]) -> int:
+    """Say in one line on stderr how the command ended with `exc`; its exit code.
+
+    Re-raises a SystemExit that is not a signal's (an exit code chosen on purpose).
+    """
+    from emulator.network.signals import Terminated
+
+    if isinstance(exc, SystemExit) and not isinstance(exc, Terminated):
+        raise exc
+    stop = exc if isinstance(exc, (KeyboardInterrupt, Terminated)) else _signal_behind(exc)
+    known = isinstance(exc, CaspianError)  # InputError, EnvironmentProblem, TestbedError ...
+    where = ""
+    if not known and exc is not stop:  # a bug, or a bug on the way out: keep its traceback
+        try:
+            where = f"details in {write_crash_log(exc, argv)}"
+        except OSError as log_error:
+            where = f"no crash log: {log_error}"
+    if stop is not None:
+        name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else stop.signal_name
+        line = f"caspian: {'interrupted' if name == 'SIGINT' else f'stopped by {name}'}"
+        line += _cleanup_note(args, root, before)
+        if stop is not exc:
+            # the signal came first and this error on its way out (inside a lock
+            # it interrupted, a request it cut short): the user asked to stop
+            line += f" (then {type(exc).__name__}: {exc}" + (f"; {where})" if where else ")")
+        say(line)
+        return EXIT_INTERRUPTED if name == "SIGINT" else 128 + stop.signum
+    if known:
+        say(f"caspian: {exc}")
         return EXIT_BAD_INPUT
-    except CaspianError as exc:
-        print(f"caspian: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("caspian: interrupted; the testbed was removed", file=sys.stderr)
-        return 130
+    say(f"caspian: internal error: {type(exc).__name__}: {exc} ({where})")
+    return EXIT_FAILED
+
+
+def _signal_behind(exc: BaseException) -> Any:
+    """The KeyboardInterrupt or Terminated that `exc` was raised while handling, if any."""
+    from emulator.network.signals import Terminated
+
+    seen: set[int] = set()
+    cause = exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, Terminated)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
+
+
+def _run_prefixes(root: str) -> set[str]:
+    """The runs recorded under `root` now (one listdir; none if it is missing)."""
+    try:
+        return set(os.listdir(root))
+    except OSError:
+        return set()
+
+
+def _own_runs(root: str, before: set[str]) -> list[Any]:
+    """Runs this process made (its pid as builder) that are still recorded:
+    what a failed command left. Never one that existed before it began."""
+    from emulator.network.state import RunState
+
+    if not os.path.isdir(root):
+        return []
+    try:
+        runs = RunState.all(root)
+    except (OSError, CaspianError, ValueError):
+        return []
+    return [run for run in runs if run.prefix not in before and run.meta.get("builder_pid") == os.getpid()]
+
+
+#: the commands that build a testbed of their own
+_BUILDING_COMMANDS = ("run", "up", "bench")
+
+
+def _cleanup_note(args: argparse.Namespace, root: str, before: set[str]) -> str:
+    """How the testbed was left, for the interrupted/stopped line."""
+    left = _own_runs(root, before)
+    if left:
+        return "; removing what is left of " + ", ".join(run.prefix for run in left)
+    return "; the testbed was removed" if args.command in _BUILDING_COMMANDS else ""
+
+
+def _tear_down_own_runs(root: str, before: set[str]) -> None:
+    """After a failure: remove whatever run this command made and is still there.
+
+    The commands tear down on their own way out; this catches what a bug
+    between building and that way out would leave. Problems go on stderr,
+    one line each, with what to run to retry.
+    """
+    from emulator.network.teardown import teardown
+
+    for run in _own_runs(root, before):
+        try:
+            problems = teardown(run)
+        except Exception as exc:  # noqa: BLE001 - the command's own error has been told already
+            problems = [f"{type(exc).__name__}: {exc}"]
+        for problem in problems:
+            say(f"caspian: {run.prefix}: {problem} (retry with `caspian down --run {run.prefix}`)")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's exit flush finds no broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -6,6 +6,25 @@ stderr and exit code 2; nothing else is caught there, so bugs stay loud.
 
 from __future__ import annotations
 
+#: The longest `where`, message or fix an error keeps: a value echoed from a file
+#: (a 1 MB key) must not become a 1 MB line on the terminal.
+MAX_PART_CHARS = 500
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: control and other non-printable characters
+    escaped as repr() writes them (a newline as `\\n`, ESC as `\\x1b`), and cut
+    to at most MAX_PART_CHARS, saying how many characters were left out.
+
+    Idempotent (escapes are printable), so a message passed on is not escaped twice.
+    """
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    if len(text) > MAX_PART_CHARS:
+        keep = MAX_PART_CHARS - 32  # room for the marker, so a cut text is not cut again
+        text = f"{text[:keep]}...[{len(text) - keep} more characters]"
+    return text
+
 
 class CaspianError(Exception):
     """Base of every error caspian raises on purpose."""
@@ -15,6 +34,9 @@ class InputError(CaspianError):
     """Bad input from the user: a scenario file, a CLI argument, a parameter."""
 
     def __init__(self, message: str, *, where: str = "", fix: str = "") -> None:
+        # Every part is made one printable line here, so no message anywhere can
+        # break the CLI's one-line rule or write raw escape sequences to a terminal.
+        where, message, fix = one_line(where), one_line(message), one_line(fix)
         self.where = where
         self.fix = fix
         self.bare_message = message

@@ -23,6 +23,8 @@ from typing import Any, Callable
 from emulator.engine.counters import invariant_holds
 from emulator.errors import EngineError, EnvironmentProblem, TestbedError
 from emulator.measure.fidelity import summarize as summarize_fidelity
+from emulator.measure.queues import queue_series
+from emulator.scenario.paths import path_floor_ns
 from emulator.measure.host import HostLoad, HostSampler
 from emulator.report.report import AssertionResult, Report, TimelineMark, collect_versions
 from emulator.report.verdict import judge
@@ -90,10 +92,14 @@ class ScenarioRun:
     """One run of a scenario on a started testbed."""
 
     def __init__(self, testbed: Any, scenario: Scenario, workdir: str,
-                 progress: Callable[[float, str], None] | None = None) -> None:
+                 progress: Callable[[float, str], None] | None = None, capture_dir: str | None = None) -> None:
         self.testbed = testbed
         self.scenario = scenario
         self.workdir = workdir
+        #: where the scenario's `capture:` files go (the report directory); None = the workdir (lost)
+        self.capture_dir = capture_dir or workdir
+        self.capture: dict[str, Any] | None = None   # the capture's summary once stopped
+        self.capturing = False
         self.progress = progress or (lambda fraction, what: None)
         self.streams = [
             _Stream(spec, (PROBE_BASE_PORT if spec.kind == "probe" else IPERF_BASE_PORT) + i)
@@ -280,6 +286,7 @@ class ScenarioRun:
         # the engine's lateness time bins start at t0, its stall count now
         self.testbed.engine.set_fidelity(self.t0_ns, FIDELITY_BIN_NS, STALL_THRESHOLD_NS)
         self._set_probe_taps()
+        self._start_capture()
         # Work items in time order: (time from t0, what). Senders of probes are
         # started at once (they wait for their own start time: exact); iperf3
         # clients are started at their start time.
@@ -333,6 +340,24 @@ class ScenarioRun:
 
     # -- collecting ------------------------------------------------------------
 
+    def _start_capture(self) -> None:
+        """Capture the scenario's `capture:` links, each into <link>.pcapng (FastPath.capture_start)."""
+        if not self.scenario.capture:
+            return
+        os.makedirs(self.capture_dir, exist_ok=True)
+        targets = [{"link": c.link, "direction": c.direction,
+                    "path": os.path.abspath(os.path.join(self.capture_dir, f"{c.link}.pcapng"))}
+                   for c in self.scenario.capture]
+        self.testbed.engine.capture_start(targets, targets[0]["path"])
+        self.capturing = True
+
+    def _stop_capture(self) -> None:
+        if self.capturing:
+            self.capturing = False
+            self.capture = self.testbed.engine.capture_stop()
+            if self.capture.get("lost"):
+                self.errors.append(f"capture: {self.capture['lost']} frames not recorded (the capture ring was full)")
+
     def stop_and_collect(self) -> tuple[dict[str, float | None], dict[str, dict[str, list]]]:
         """Stop every process this run started (by PID) and compute the metrics."""
         deadline = time.monotonic() + GRACE_S + 30
@@ -340,6 +365,7 @@ class ScenarioRun:
             if s.sender is not None and s.spec.kind != "probe":
                 _wait(s.sender, max(1.0, deadline - time.monotonic()), f"iperf3 client {s.spec.name}", self.errors)
         time.sleep(GRACE_S)
+        self._stop_capture()
         for s in self.streams:
             for proc, role in ((s.sender, "sender"), (s.receiver, "receiver")):
                 if proc is not None and proc.poll() is None:
@@ -478,6 +504,10 @@ class ScenarioRun:
             self.host.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        try:
+            self._stop_capture()   # the files are left complete, with what they hold
+        except (EngineError, OSError):
+            pass
         procs = [p for s in self.streams for p in (s.sender, s.receiver) if p is not None and p.poll() is None]
         procs += [p for p in self.traces.values() if p.poll() is None]
         for proc in procs:
@@ -563,6 +593,27 @@ def link_metrics(stats: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+#: packets that carry 99 % of the weight of RFC 3550's jitter estimate (gain 1/16): (15/16)^71 < 0.01
+JITTER_WINDOW_PACKETS = 71
+
+
+def jitter_windows(scenario: Scenario, t0_ns: int) -> dict[str, tuple[int, int]]:
+    """Per stream, the stretch before its end whose packets its jitter's last value
+    weighs 99 % (CLOCK_REALTIME ns): JITTER_WINDOW_PACKETS at its packet rate."""
+    out = {}
+    for spec in scenario.traffic:
+        if spec.kind == "probe":
+            pps = spec.rate
+        elif spec.kind == "udp" and spec.rate > 0:
+            pps = spec.rate / 8 / max(1, spec.size)
+        else:
+            continue  # TCP has no jitter figure
+        stop = spec.stop_ns if spec.stop_ns is not None else scenario.duration_ns
+        span = int(JITTER_WINDOW_PACKETS / max(pps, 1e-3) * 1e9)
+        out[spec.name] = (t0_ns + max(spec.start_ns, stop - span), t0_ns + stop)
+    return out
+
+
 def report_topology(scenario: Scenario) -> dict[str, Any]:
     """The topology for the report's picture, with each stream's least-delay path."""
     from emulator.report.topology_view import topology_data
@@ -627,10 +678,13 @@ def implicit_scenario(scenario: Scenario) -> Scenario:
     return replace(scenario, duration_ns=10_000_000_000, traffic=(probe_spec,), timeline=(), assertions=(bound,))
 
 
-def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str], None] | None = None) -> Report:
+def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str], None] | None = None,
+            capture_dir: str | None = None) -> Report:
     """Play `scenario`'s traffic and timeline on a started testbed; its Report.
 
-    The testbed stays up (links are left as the timeline left them).
+    The testbed stays up (links are left as the timeline left them). The
+    scenario's `capture:` files go into `capture_dir` (the report directory);
+    without one they are not kept.
     """
     missing = [tool for tool, needed in (("iperf3", any(t.kind != "probe" for t in scenario.traffic)),)
                if needed and shutil.which(tool) is None]
@@ -639,7 +693,7 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="caspian-run-") as workdir:
-        run = ScenarioRun(testbed, scenario, workdir, progress)
+        run = ScenarioRun(testbed, scenario, workdir, progress, capture_dir)
         try:
             run.play()
         except BaseException:
@@ -654,9 +708,12 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
     metrics["events.cut_total_ms"] = run.cut_total_ms(timeline)
     errors_us = [e["apply_error_us"] for e in timeline if e["apply_error_us"] is not None]
     metrics["events.apply_error_max_us"] = max(errors_us) if errors_us else None
+    paths = measured_paths(scenario.topology, scenario.traffic, metrics)
+    changing = frozenset(e.link for e in scenario.timeline if e.kind == "set")
+    floors = {name: path_floor_ns(scenario.topology, hops, changing) / 1e6 for name, hops in paths.items()}
     fidelity = summarize_fidelity(engine_fidelity, stats, host, run.t0_ns, run.summaries,
-                                  metrics["events.apply_error_max_us"],
-                                  measured_paths(scenario.topology, scenario.traffic, metrics))
+                                  metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, run.t0_ns),
+                                  floors)
     fidelity.late_traces = dict(run.late_traces)
     errors = list(run.errors)
     for name, entry in stats.items():
@@ -672,13 +729,16 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
         versions=collect_versions(), metrics=metrics, assertions=results, marks=run.marks, series=series,
         links=stats, scenario_text=scenario.text, errors=errors, timeline=timeline,
         fidelity=fidelity.to_dict(), topology=report_topology(scenario),
+        queues=queue_series(engine_fidelity, run.t0_ns, {l.name: l.nodes for l in scenario.topology.links}),
+        captures=dict(run.capture["files"]) if run.capture and capture_dir else {},
     )
 
 
 def run_scenario(scenario: Scenario, *, state_root: str, seed: int | None = None,
-                 progress: Callable[[float, str], None] | None = None) -> Report:
-    """Run `scenario` on a fresh testbed and return its Report (torn down afterwards)."""
+                 progress: Callable[[float, str], None] | None = None, capture_dir: str | None = None) -> Report:
+    """Run `scenario` on a fresh testbed and return its Report (torn down afterwards);
+    its `capture:` files go into `capture_dir`."""
     from emulator.testbed import Testbed
 
     with Testbed(scenario, state_root=state_root, seed=seed) as testbed:
-        return testbed.run(progress=progress)
+        return testbed.run(progress=progress, capture_dir=capture_dir)

@@ -30,6 +30,7 @@ from emulator.engine.shards import default_shards
 from emulator.errors import EngineError, InputError, TestbedError
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
+from emulator.network.signals import shielded
 from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
 from emulator.scenario.scenario import Scenario
@@ -103,25 +104,39 @@ class Testbed:
 
     def start(self) -> "Testbed":
         """Build the network and start the engine; on failure remove what was made."""
+        from emulator.network.plan import layout
         from emulator.network.testbed import Network
 
         if self.topology.dynamic_routing:
             from emulator.routing.daemons import check_binaries
 
             check_binaries(self.topology)  # EnvironmentProblem before anything is made
+        # Names, addresses and routes are pure: planned before the run's state
+        # exists, so a plan that cannot work (ScenarioError) creates nothing
+        # and a signal during planning has nothing to clean up.
+        planned = layout(self.topology)
         self.state = RunState.create(self.state_root)
         try:
-            self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask())
+            self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask(),
+                                         layout_=planned)
             self._start_engine()
             if self.topology.dynamic_routing:
                 self._start_routing()
         except BaseException:
-            teardown(self.state)
+            teardown(self.state)  # holds back a signal until it is done
             raise
         return self
 
     def stop(self) -> list[str]:
-        """Stop the engine and remove everything the run recorded; problems found."""
+        """Stop the engine and remove everything the run recorded; problems found.
+
+        A signal that arrives meanwhile waits until it is done
+        (emulator.network.signals.shielded), so it cannot leave half a testbed.
+        """
+        with shielded():
+            return self._stop()
+
+    def _stop(self) -> list[str]:
         if self.state is None:
             return []
         daemons, self.routing = self.routing, None  # recorded processes: teardown stops them
@@ -179,7 +194,12 @@ class Testbed:
 
     def _start_engine(self) -> None:
         assert self.state is not None
-        self._engine_process = EngineProcess(self.state, self.network.wire_netns, self.link_specs(), self.engine_options)
+        specs = self.link_specs()
+        for spec in specs:
+            # here, not in the engine process, so a value the engine cannot hold
+            # is one InputError naming its link rather than an engine that died
+            spec.engine_params()
+        self._engine_process = EngineProcess(self.state, self.network.wire_netns, specs, self.engine_options)
         self.engine = self._engine_process.start()
         self.engine_pid = self._engine_process.pid
 
@@ -236,11 +256,11 @@ class Testbed:
         """The scheduled changes with when the engine applied each, per direction."""
         return self._client().schedule_status()
 
-    def run(self, scenario: Scenario | None = None, *, progress: Any = None) -> Any:
+    def run(self, scenario: Scenario | None = None, *, progress: Any = None, capture_dir: str | None = None) -> Any:
         """Play a scenario's traffic and timeline on this testbed; its `Report`.
 
         `scenario` defaults to the one the testbed was made from; its topology
-        must be this testbed's.
+        must be this testbed's. Its `capture:` files go into `capture_dir`.
         """
         from emulator.run import execute
 
@@ -249,7 +269,7 @@ class Testbed:
             raise TestbedError("this testbed was made from a topology: pass a Scenario to run()")
         if scenario.topology != self.topology:
             raise TestbedError(f"scenario {scenario.name} describes another topology than this testbed's")
-        return execute(self, scenario, progress=progress)
+        return execute(self, scenario, progress=progress, capture_dir=capture_dir)
 
 
 class AttachedTestbed:

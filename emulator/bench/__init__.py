@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -128,6 +129,20 @@ class Bench:
             self.engine.stop()
             self.engine = None
 
+    def capture_up(self) -> None:
+        """The engine with both directions captured to a pcapng file (issue: capture never slows forwarding)."""
+        self.engine_up(LinkParams())
+        assert self.engine is not None and self.engine.client is not None
+        self.capture_path = os.path.join(tempfile.gettempdir(), f"caspian-bench-{os.getpid()}.pcapng")
+        self.engine.client.capture_start([{"link": "bench"}], self.capture_path)
+
+    def capture_down(self) -> None:
+        assert self.engine is not None and self.engine.client is not None
+        self.last_capture = self.engine.client.capture_stop()
+        self.last_capture["bytes"] = os.path.getsize(self.capture_path)
+        os.unlink(self.capture_path)   # GBs at line rate: only its figures are kept
+        self.engine_down()
+
     def steer(self, mask: str | None) -> None:
         """Set node-side receive steering (RPS); "0" turns it off."""
         if self.rx_cpus:
@@ -143,6 +158,7 @@ class Bench:
                       lambda: (self.bridge_down(), self.steer(self.rx_cpus))),
             Forwarder("engine", lambda: self.engine_up(LinkParams()), self.engine_down),
             Forwarder("engine_preset", lambda: self.engine_up(preset), self.engine_down),
+            Forwarder("engine_capture", self.capture_up, self.capture_down),
         ]
 
     # -- measurements ----------------------------------------------------------
@@ -338,6 +354,8 @@ def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_ro
                     fwd.stop()
                 row[fwd.name] = {"tcp_gbps": tcp, "pps": flood["pps"], "offered_pps": flood["offered_pps"],
                                  "host": load.to_dict()}
+                if fwd.name == "engine_capture":
+                    row[fwd.name]["capture"] = bench.last_capture
             rounds.append(row)
         if rounds:
             result.update(summarize(rounds))
@@ -409,7 +427,9 @@ def print_throughput(result: dict[str, Any]) -> None:
           "(same veths), and in brackets to the better bridge of each round")
     print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>13} {'64B kpps':>9} {'ratio':>13} {'offered kpps':>13} "
           f"{'max steal %':>11}")
-    for name in ("bridge", "bridge_no_rps", "engine", "engine_preset"):
+    for name in ("bridge", "bridge_no_rps", "engine", "engine_preset", "engine_capture"):
+        if name not in result:
+            continue
         e = result[name]
         if name.startswith("engine"):
             tr = f"{e['tcp_gbps_ratio']:.2f} [{e['tcp_gbps_ratio_best_bridge']:.2f}]"
@@ -419,6 +439,14 @@ def print_throughput(result: dict[str, Any]) -> None:
         steal = "-" if e.get("steal_pct_max") is None else f"{e['steal_pct_max']:.1f}"
         print(f"{name:<15} {e['tcp_gbps']:>11.2f} {tr:>13} {e['pps'] / 1e3:>9.0f} {pr:>13} {e['offered_pps'] / 1e3:>13.0f} "
               f"{steal:>11}")
+
+
+    if "engine_capture" in result and result["engine"]["tcp_gbps"]:
+        captured = [r["engine_capture"]["capture"] for r in result["rounds"] if "engine_capture" in r]
+        print(f"capture on vs off (same engine, both directions to pcapng): TCP "
+              f"{result['engine_capture']['tcp_gbps'] / result['engine']['tcp_gbps']:.3f}x, 64B "
+              f"{result['engine_capture']['pps'] / max(1.0, result['engine']['pps']):.3f}x; frames recorded "
+              f"{sum(c['frames'] for c in captured)}, not recorded (ring full) {sum(c['lost'] for c in captured)}")
 
 
 def print_delay(d: dict[str, Any]) -> None:

@@ -16,7 +16,8 @@ from emulator.model.linkparams import LinkParams
 
 #: ops the engine process understands
 OPS = ("ping", "stats", "params", "set", "cut", "restore", "schedule", "schedule_status",
-       "set_fidelity", "fidelity", "set_probe_taps", "probe_taps", "shutdown")
+       "set_fidelity", "fidelity", "set_probe_taps", "probe_taps", "capture_start", "capture_status",
+       "capture_stop", "shutdown")
 
 
 class EngineClient:
@@ -97,6 +98,19 @@ class EngineClient:
     def probe_taps(self, taps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The engine's probe stamps of each tap (FastPath.probe_taps)."""
         return self.request("probe_taps", taps=taps)
+
+    def capture_start(self, targets: list[dict[str, Any]], path: str, *, count: int | None = None,
+                      snaplen: int = 65535) -> dict[str, Any]:
+        """Capture link directions into a pcapng file (FastPath.capture_start); `path` absolute."""
+        return self.request("capture_start", targets=targets, path=path, count=count, snaplen=snaplen)
+
+    def capture_status(self) -> dict[str, Any]:
+        """The running capture's frames so far (FastPath.capture_status)."""
+        return self.request("capture_status")
+
+    def capture_stop(self) -> dict[str, Any]:
+        """Stop the capture, its file complete; its summary (FastPath.capture_stop)."""
+        return self.request("capture_stop")
 
     def shutdown(self) -> None:
         self.request("shutdown")

@@ -121,6 +121,13 @@ class EngineServer:
             return None
         if op == "probe_taps":
             return fp.probe_taps(list(request["taps"]))
+        if op == "capture_start":
+            return fp.capture_start(list(request["targets"]), str(request["path"]),
+                                    count=request.get("count"), snaplen=int(request.get("snaplen", 65535)))
+        if op == "capture_status":
+            return fp.capture_status()
+        if op == "capture_stop":
+            return fp.capture_stop()
         if op == "shutdown":
             self.stop()
             return None

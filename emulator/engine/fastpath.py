@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import _engine
+from emulator.engine.capture import DEFAULT_SNAPLEN, RING_BYTES, CaptureTarget, CaptureWriter
 from emulator.engine.carrier import CarrierTimeline, set_carrier
 from emulator.engine.shards import link_weights, partition
 from emulator.engine.sockets import close_all, kernel_drops, open_link_end
@@ -25,6 +26,83 @@ from emulator.errors import EngineError, InputError
 from emulator.model.linkparams import LinkParams
 
 DIRECTIONS = ("a_to_b", "b_to_a")
+
+#: The range of the engine's int64_t fields (cext/params.pxi): a value outside
+#: it is an OverflowError deep in the C conversion, so it is refused here first.
+_INT64 = (-(2**63), 2**63 - 1)
+#: ms in a trace entry: the engine multiplies each by 1e6 into int64 ns
+_TRACE_MS_MAX = (2**63 - 1) // 1_000_000
+
+
+def _engine_ranges() -> dict[str, tuple[int, int]]:
+    """The range of each integer the engine takes: the bounds of emulator.model.limits
+    where that table exists (what `caspian validate` accepts), else the C types'."""
+    try:
+        from emulator.model import limits
+    except ImportError:  # only the C types bound the values then
+        limits = None  # type: ignore[assignment]
+
+    def upper(name: str) -> int:
+        return min(int(getattr(limits, name, _INT64[1])), _INT64[1])
+
+    return {
+        "delay_ns": (0, upper("MAX_DELAY_NS")),
+        "jitter_ns": (0, upper("MAX_JITTER_NS")),
+        "rate_bps": (0, upper("MAX_RATE_BPS")),
+        "overhead_bytes": (0, upper("MAX_OVERHEAD_BYTES")),
+        "limit_packets": (0, upper("MAX_LIMIT_PACKETS")),
+        "limit_bytes": (0, upper("MAX_LIMIT_BYTES")),
+        "trace_ms": (0, min(upper("MAX_TRACE_PERIOD_MS"), _TRACE_MS_MAX)),
+    }
+
+
+ENGINE_RANGES = _engine_ranges()
+#: the probabilities the engine draws against (doubles in 0..1)
+_PROBABILITIES = ("jitter_correlation", "duplicate", "corrupt", "reorder")
+
+
+def _shown(key: str, value: Any, *, raw: bool = False) -> str:
+    """A value in the unit the user writes (`3601s`); `raw` adds the number the engine gets."""
+    from emulator.model.units import format_rate, format_time
+
+    try:
+        if key in ("delay_ns", "jitter_ns"):
+            return format_time(value) + (f" ({value} ns)" if raw else "")
+        if key == "rate_bps":
+            return format_rate(value) + (f" ({value} bit/s)" if raw else "")
+        if key == "trace_ms":
+            return f"{value} ms"
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return repr(value)
+
+
+def engine_params(params: LinkParams, where: str) -> dict[str, Any]:
+    """`params.to_engine()` after checking that every value fits the engine.
+
+    `where` names the link direction (`link aktau-sumgait a_to_b`). Values
+    normally arrive checked (LinkParams and the loader hold the same table);
+    this is the last gate before the C conversion, so that a value that
+    slipped past is an InputError naming the link and the value, not an
+    OverflowError from inside the engine.
+    """
+    engine = params.to_engine()
+    for key, (lo, hi) in ENGINE_RANGES.items():
+        values = engine[key] if key == "trace_ms" else [engine[key]]
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                name = key.rsplit("_", 1)[0]
+                raise InputError(
+                    f"{where}: {name} {_shown(key, value, raw=True)} is outside the engine's range "
+                    f"{_shown(key, lo)}..{_shown(key, hi)}",
+                    fix=f"give a {name} within that range",
+                )
+    probabilities = [(key, engine[key]) for key in _PROBABILITIES] + [("loss", p) for p in engine["loss_p"]]
+    for key, value in probabilities:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise InputError(f"{where}: {key} {value!r} is outside 0..100%",
+                             fix="give a percentage between 0% and 100%")
+    return engine
 
 
 @dataclass
@@ -117,6 +195,12 @@ class LinkSpec:
     seed_a_to_b: int
     seed_b_to_a: int
 
+    def engine_params(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both directions' `to_engine()` dicts, checked against the engine's ranges
+        (InputError naming the link, the direction and the value)."""
+        return (engine_params(self.a_to_b, f"link {self.name} a_to_b ({self.a_node} -> {self.b_node})"),
+                engine_params(self.b_to_a, f"link {self.name} b_to_a ({self.b_node} -> {self.a_node})"))
+
     def to_dict(self) -> dict[str, Any]:
         data = self.__dict__.copy()
         data["a_to_b"] = self.a_to_b.to_dict()
@@ -174,14 +258,14 @@ class FastPath:
         self._carrier: CarrierTimeline | None = None
         #: links whose interfaces this engine took down (a carrier cut)
         self._carrier_down: set[str] = set()
+        self._capture: CaptureWriter | None = None   # the running (or last) packet capture
         self.scheduling: dict[str, Any] = {"shards": []}
         try:
             for spec, shard in zip(links, assignment):
                 ends = (open_link_end(spec.a_ifname), open_link_end(spec.b_ifname))
                 index = self._engines[shard].add_link(
                     ends[0].fileno(), ends[1].fileno(), spec.max_frame,
-                    spec.a_to_b.to_engine(), spec.b_to_a.to_engine(),
-                    spec.seed_a_to_b, spec.seed_b_to_a,
+                    *spec.engine_params(), spec.seed_a_to_b, spec.seed_b_to_a,
                 )
                 self._links[spec.name] = _LinkState(spec, shard, index, ends, [spec.a_to_b, spec.b_to_a])
         except BaseException:
@@ -203,6 +287,8 @@ class FastPath:
         if self._threads:
             raise EngineError("the engine is already running")
         cpus = self.options.shard_cpus()
+        for engine in self._engines:
+            engine.arm()
         for shard, engine in enumerate(self._engines):
             self.scheduling["shards"].append({})
             thread = threading.Thread(target=self._run, args=(shard, engine, cpus[shard]),
@@ -254,6 +340,8 @@ class FastPath:
             raise EngineError(f"engine loop failed: {self._error!r}")
 
     def close(self) -> None:
+        if self._capture is not None:
+            self._capture.stop()       # the file is left complete, with what it holds
         if self._carrier is not None:
             self._carrier.stop()
         self._join()
@@ -285,12 +373,81 @@ class FastPath:
             fix=f"use both, a_to_b, b_to_a, {link.spec.a_node} or {link.spec.b_node}",
         )
 
+    # -- capture ----------------------------------------------------------------
+
+    def capture_start(self, targets: list[dict[str, Any]], path: str, *, count: int | None = None,
+                      snaplen: int = DEFAULT_SNAPLEN) -> dict[str, Any]:
+        """Capture link directions into the pcapng file `path` (emulator.engine.capture):
+        each target `{link, direction}` (both, a_to_b, b_to_a or the sending node),
+        optionally with its own `path` (a file per target), until `count` frames or
+        capture_stop. One capture at a time."""
+        if self._capture is not None and not self._capture.finished:
+            raise InputError("a capture is already running on this testbed", fix="stop it first (Ctrl-C)")
+        chosen: list[tuple[_LinkState, int]] = []
+        where: list[str] = []
+        for target in targets:
+            link = self.link(target["link"])
+            for k in self._directions(link, target.get("direction", "both")):
+                if (link, k) not in chosen:
+                    chosen.append((link, k))
+                    where.append(str(target.get("path") or path))
+        capture_targets = [
+            CaptureTarget(link.spec.name, DIRECTIONS[k], link.spec.a_node if k == 0 else link.spec.b_node,
+                          link.spec.b_node if k == 0 else link.spec.a_node, 2 * n)
+            for n, (link, k) in enumerate(chosen)]
+        files: dict[str, list[CaptureTarget]] = {}
+        for file, target in zip(where, capture_targets):
+            files.setdefault(file, []).append(target)
+        shards = sorted({link.shard for link, _ in chosen})
+
+        def drain() -> list[bytes]:
+            return [self._engines[s].capture_drain() for s in shards]
+
+        def stop_engines() -> None:
+            with self._lock:
+                for link, k in chosen:
+                    self._engines[link.shard].set_capture(2 * link.index + k, -1)
+
+        def status() -> list[dict[str, Any]]:
+            return [self._engines[s].capture_status() for s in shards]
+
+        with self._lock:
+            for s in shards:
+                self._engines[s].capture_open(RING_BYTES, snaplen)
+        from emulator import __version__
+
+        try:
+            self._capture = CaptureWriter(files, drain, stop_engines, status, count=count,
+                                          snaplen=snaplen, application=f"caspian {__version__}")
+        except OSError as exc:
+            raise InputError(f"cannot write the capture file {exc.filename or path}: {exc.strerror}",
+                             fix="give -w a path in a writable directory") from exc
+        with self._lock:
+            for target, (link, k) in zip(capture_targets, chosen):
+                self._engines[link.shard].set_capture(2 * link.index + k, target.interface)
+        return {"path": path, "files": list(files), "interfaces": [name for t in capture_targets for name, _ in t.names()]}
+
+    def capture_status(self) -> dict[str, Any]:
+        """{"running", "frames"} of the current (or last) capture."""
+        capture = self._capture
+        if capture is None:
+            return {"running": False, "frames": 0}
+        return {"running": not capture.finished, "frames": capture.frames, "path": capture.path}
+
+    def capture_stop(self) -> dict[str, Any]:
+        """Stop the capture and close its file complete; its summary (frames, lost, path)."""
+        capture = self._capture
+        if capture is None:
+            raise InputError("no capture is running on this testbed", fix="start one with caspian capture LINK")
+        return capture.stop()
+
     def set_params(self, name: str, params: LinkParams, direction: str = "both") -> None:
         """Replace the parameters of one or both directions; takes effect on the next packet."""
         link = self.link(name)
         with self._lock:
+            engine = engine_params(params, f"link {name}")
             for k in self._directions(link, direction):
-                self._engines[link.shard].set_params(2 * link.index + k, params.to_engine())
+                self._engines[link.shard].set_params(2 * link.index + k, engine)
                 link.params[k] = params
                 link.set_at_ns[k] = time.time_ns()
 
@@ -365,7 +522,9 @@ class FastPath:
                 changes = per_direction.setdefault((link.spec.name, k), [])
                 if params is not None:
                     sets.setdefault((link.spec.name, k), []).append((len(changes), params))
-                changes.append((int(event["at_ns"]), event["kind"], params.to_engine() if params else None))
+                engine = (engine_params(params, f"link {link.spec.name} {DIRECTIONS[k]} (timeline set)")
+                          if params else None)
+                changes.append((int(event["at_ns"]), event["kind"], engine))
                 places.append((link, k, len(changes) - 1))
             carrier_mode = event.get("mode", "silent") == "carrier"
             if carrier_mode and (event["kind"] not in ("cut", "restore") or event.get("direction", "both") != "both"):
@@ -456,21 +615,23 @@ class FastPath:
                 engine.set_fidelity(epoch_ns, bin_ns, stall_threshold_ns)
 
     def fidelity(self) -> dict[str, Any]:
-        """The engine's own timing, per shard (stalls, naps, wake-ups, CPU, policy)
-        and per link direction (the largest release lateness in each time bin)."""
+        """The engine's own timing, per shard (stalls, naps, wake-ups, CPU, policy),
+        and per link direction the largest release lateness (`late_bins_us`) and
+        the largest queue in packets (`queue_bins`) in each time bin."""
         with self._lock:
             raw = [engine.fidelity() for engine in self._engines]
         shards = []
         for shard, data in enumerate(raw):
-            entry = {k: v for k, v in data.items() if k != "late_bins_us"}
+            entry = {k: v for k, v in data.items() if k not in ("late_bins_us", "queue_bins")}
             entry.update(self.scheduling["shards"][shard] if shard < len(self.scheduling["shards"]) else {})
             shards.append(entry)
-        links: dict[str, Any] = {}
-        for name, link in self._links.items():
-            bins = raw[link.shard]["late_bins_us"]
-            links[name] = {label: bins[2 * link.index + k] if 2 * link.index + k < len(bins) else []
-                           for k, label in enumerate(DIRECTIONS)}
-        return {"shards": shards, "late_bins_us": links}
+        per_link: dict[str, dict[str, Any]] = {"late_bins_us": {}, "queue_bins": {}}
+        for key, links in per_link.items():
+            for name, link in self._links.items():
+                bins = raw[link.shard].get(key, [])
+                links[name] = {label: bins[2 * link.index + k] if 2 * link.index + k < len(bins) else []
+                               for k, label in enumerate(DIRECTIONS)}
+        return {"shards": shards, **per_link}
 
     def stats(self) -> dict[str, Any]:
         """Counters per link and direction, each shard read at one consistent point."""

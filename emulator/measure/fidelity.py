@@ -110,12 +110,33 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
             "lateness_max_us": late_max}
 
 
+def window_lateness_us(engine: dict[str, Any], hops: list[tuple[str, str]], start_ns: int, end_ns: int) -> float | None:
+    """The largest release lateness in the time bins overlapping [start_ns, end_ns),
+    summed over the path's hops (µs); None without time bins."""
+    shards = engine.get("shards", [])
+    if not shards or not shards[0].get("bin_ns"):
+        return None
+    epoch, bin_ns = shards[0]["bin_epoch_ns"], shards[0]["bin_ns"]
+    first, last = max(0, (start_ns - epoch) // bin_ns), max(0, (end_ns - 1 - epoch) // bin_ns)
+    total = 0.0
+    for name, direction in hops:
+        bins = engine.get("late_bins_us", {}).get(name, {}).get(direction, [])
+        total += max((float(v) for v in bins[first:last + 1]), default=0.0)
+    return total
+
+
 def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_ns: int,
               pacing: dict[str, dict[str, Any]], apply_error_max_us: float | None,
-              paths: dict[str, list[tuple[str, str]]] | None = None) -> Fidelity:
+              paths: dict[str, list[tuple[str, str]]] | None = None,
+              windows: dict[str, tuple[int, int]] | None = None,
+              floors_ms: dict[str, float] | None = None) -> Fidelity:
     """Fold the engine's fidelity (FastPath.fidelity), its counters (stats), the
     host's load and the probe senders' summaries into one Fidelity; `paths`
-    names the link directions of each measured path (path_lateness)."""
+    names the link directions of each measured path (path_lateness), `windows`
+    the stretch of a stream's end that its jitter estimate weighs most
+    (CLOCK_REALTIME ns; `lateness_end_max_us` of its path), `floors_ms` the least
+    delay the link model gives each path (`floor_ms`: a delay bound below it
+    fails whatever the machine did)."""
     shards = engine.get("shards", [])
     stall_spans: list[tuple[float, float]] = []
     for shard in shards:
@@ -153,8 +174,19 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
                        "late_over_interval": float(p.get("late_over_interval", 0)),
                        "skipped": float(p.get("skipped", 0))} for name, p in pacing.items()},
         policies=[str(s.get("policy", "unknown")) for s in shards],
-        paths={name: path_lateness(stats, hops) for name, hops in (paths or {}).items()},
+        paths={name: _path_entry(engine, stats, hops, (windows or {}).get(name), (floors_ms or {}).get(name))
+               for name, hops in (paths or {}).items()},
     )
+
+
+def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[str, str]],
+                window: tuple[int, int] | None, floor_ms: float | None) -> dict[str, float | None]:
+    entry = path_lateness(stats, hops)
+    if floor_ms is not None:
+        entry["floor_ms"] = floor_ms
+    if window is not None:
+        entry["lateness_end_max_us"] = window_lateness_us(engine, hops, *window)
+    return entry
 
 
 def late_spans(engine: dict[str, Any], t0_ns: int, threshold_us: float = LATE_SPAN_US) -> list[tuple[float, float, float]]:

@@ -5,6 +5,10 @@ produces it, `caspian link set` edits it, the engine receives it as a plain
 dict (`to_engine()`). Units are in the field names (`delay_ns`, `rate_bps`).
 The per-packet order in which the engine applies these is netem's and is
 written down once, in `cext/direction.pxi`.
+
+Every LinkParams is checked against the engine's ranges
+(`emulator.model.limits`) when it is made, so parameters from YAML fields,
+netem words or `caspian link set` that validate are parameters the engine runs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.errors import InputError
+from emulator.model.limits import (
+    MAX_DELAY_NS,
+    MAX_JITTER_NS,
+    MAX_LIMIT_BYTES,
+    MAX_LIMIT_PACKETS,
+    MAX_OVERHEAD_BYTES,
+    MAX_RATE_BPS,
+    MAX_SEED,
+    MIN_RATE_BPS,
+)
+from emulator.model.trace import TraceTimes, check_trace
+from emulator.model.units import format_percent, format_rate, format_time
 
 #: Jitter distributions the engine implements (netem's names).
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
@@ -55,7 +71,7 @@ class LossModel:
                 f"loss model {self.kind} takes {want} probabilities, got {len(self.probabilities)}"
             )
         for p in self.probabilities:
-            if not 0.0 <= p <= 1.0:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise InputError(
                     f"loss probability {p * 100:g}% is outside 0..100%",
                     fix="give a percentage between 0% and 100%",
@@ -93,7 +109,7 @@ class LinkParams:
     limit_packets: int = DEFAULT_LIMIT_PACKETS
     limit_bytes: int = 0
     #: Mahimahi capacity trace: delivery opportunities (1500 B each) in ms,
-    #: repeating; replaces `rate_bps` when non-empty
+    #: repeating; replaces `rate_bps` when non-empty (kept as TraceTimes: checked once)
     trace_ms: tuple[int, ...] = ()
     #: engine PRNG seed for this direction; None = derived from the run seed
     seed: int | None = None
@@ -105,20 +121,40 @@ class LinkParams:
                 raise InputError(f"{name} must be an integer, got {value!r}")
             if value < 0:
                 raise InputError(f"{name.rsplit('_', 1)[0]} is negative ({value})", fix="give a value >= 0")
+        self._check_engine_ranges()
         for name in ("jitter_correlation", "duplicate", "corrupt", "reorder"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(
-                    f"{name} {value * 100:g}% is outside 0..100%", fix="give a percentage between 0% and 100%"
-                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                shown = f"{value * 100:g}%" if isinstance(value, (int, float)) else repr(value)
+                raise InputError(f"{name} {shown} is outside 0..100%", fix="give a percentage between 0% and 100%")
         if self.distribution not in DISTRIBUTIONS:
             raise InputError(
                 f"unknown jitter distribution {self.distribution!r}", fix=f"use one of {', '.join(DISTRIBUTIONS)}"
             )
-        if list(self.trace_ms) != sorted(self.trace_ms) or any(t < 0 for t in self.trace_ms):
-            raise InputError("capacity trace times must be non-negative and non-decreasing")
-        if self.trace_ms and self.trace_ms[-1] <= 0:
-            raise InputError("capacity trace must end after 0 ms", fix="use a Mahimahi trace with times in ms")
+        if not isinstance(self.trace_ms, TraceTimes):
+            # Checked once and kept as TraceTimes: replace() copies it unchecked.
+            object.__setattr__(self, "trace_ms", check_trace(self.trace_ms))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise InputError(f"seed {self.seed!r} is not a whole number from 0 to 2**64-1", fix="e.g. seed 42")
+
+    def _check_engine_ranges(self) -> None:
+        """The engine's ranges (emulator.model.limits), with the reason in the fix."""
+        for name, what, limit in (("delay_ns", "delay", MAX_DELAY_NS), ("jitter_ns", "jitter", MAX_JITTER_NS)):
+            value = getattr(self, name)
+            if value > limit:
+                raise InputError(f"{what} {format_time(value)} is over the engine's maximum of {format_time(limit)}",
+                                 fix=f"give at most {format_time(limit)}: the engine counts int64 nanoseconds")
+        if self.rate_bps and not MIN_RATE_BPS <= self.rate_bps <= MAX_RATE_BPS:
+            raise InputError(f"rate {format_rate(self.rate_bps)} is outside the engine's {format_rate(MIN_RATE_BPS)}"
+                             f"..{format_rate(MAX_RATE_BPS)}",
+                             fix=f"give {format_rate(MIN_RATE_BPS)} to {format_rate(MAX_RATE_BPS)}, or no rate for an unlimited link")
+        for name, what, limit in (("overhead_bytes", "overhead", MAX_OVERHEAD_BYTES),
+                                  ("limit_packets", "limit", MAX_LIMIT_PACKETS),
+                                  ("limit_bytes", "limit_bytes", MAX_LIMIT_BYTES)):
+            value = getattr(self, name)
+            if value > limit:
+                raise InputError(f"{what} {value} is over the engine's maximum of {limit}", fix=f"give 0..{limit}")
 
     def replace(self, **changes: Any) -> "LinkParams":
         """A copy with `changes` applied (validated again)."""
@@ -161,7 +197,6 @@ class LinkParams:
 
     def describe(self) -> str:
         """tc/netem-like words for this direction (`delay 1.91ms loss 0.001%`)."""
-        from emulator.model.units import format_percent, format_rate, format_time
 
         words: list[str] = [f"delay {format_time(self.delay_ns)}"]
         if self.jitter_ns:

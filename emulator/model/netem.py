@@ -25,6 +25,7 @@ import difflib
 from typing import Callable
 
 from emulator.errors import InputError
+from emulator.model.limits import MAX_NUMBER_DIGITS, MAX_SEED
 from emulator.model.linkparams import DISTRIBUTIONS, LinkParams, LossModel
 from emulator.model.units import parse_percent, parse_rate, parse_size, parse_time
 
@@ -64,9 +65,11 @@ class _Words:
 
 
 def _integer(text: str, what: str, example: str) -> int:
-    """A non-negative decimal integer."""
+    """A non-negative decimal integer (its range is LinkParams' to check, from emulator.model.limits)."""
     if not (text.isascii() and text.isdigit()):
         raise InputError(f"{what} {text!r} is not a whole number", fix=f"e.g. {example}")
+    if len(text.lstrip("0")) > MAX_NUMBER_DIGITS:  # before int(): 5000 digits would take int() itself to refuse
+        raise InputError(f"{what} is a {len(text)}-digit number, beyond any {what} the engine takes", fix=f"e.g. {example}")
     return int(text)
 
 
@@ -155,7 +158,7 @@ def _limit_bytes(words: _Words, changes: dict) -> None:
 
 def _seed(words: _Words, changes: dict) -> None:
     seed = _integer(words.take("seed", "seed 42"), "seed", "seed 42")
-    if seed >= 2**64:
+    if seed > MAX_SEED:
         raise InputError(f"seed {seed} does not fit in 64 bits", fix="give a seed below 2**64")
     changes["seed"] = seed
 
@@ -185,7 +188,9 @@ def parse_netem_words(words: list[str] | str, base: LinkParams) -> LinkParams:
     """Apply netem-like `words` to `base` and return the new parameters.
 
     Words not given keep `base`'s values; a word given twice takes the last
-    value, as tc does. Unknown words raise InputError with a suggestion.
+    value, as tc does. Unknown words raise InputError with a suggestion, and so
+    do values beyond the engine's ranges (LinkParams checks them against
+    emulator.model.limits, as it does for the YAML fields).
     """
     tokens = words.split() if isinstance(words, str) else [str(word) for word in words]
     cursor = _Words(tokens)

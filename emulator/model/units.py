@@ -5,14 +5,22 @@ not 1 909 999. Every parser rejects a bare number, because a forgotten unit is
 the commonest mistake in link configuration (is `delay: 5` seconds or ms?).
 Formatting is lossless: `parse_time(format_time(ns)) == ns` and likewise for
 rates, so `LinkParams.describe()` can be pasted back into `caspian link set`.
+
+Parsing is bounded: the text's length and the number's magnitude are checked
+before any arithmetic, so `1e1000000s` is refused at once instead of building
+a million-digit integer (or overflowing Decimal). The ranges each quantity may
+take (a delay's one hour, a rate's 10 Tbit/s) are `emulator.model.limits`'s,
+checked by whoever knows what the quantity is for (`LinkParams`, the loader).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 from emulator.errors import UnitError
+from emulator.model.limits import MAX_QUANTITY_CHARS
 
 #: time units in nanoseconds (tc's spellings plus `µs`).
 TIME_UNITS: dict[str, int] = {
@@ -37,6 +45,15 @@ SIZE_UNITS: dict[str, int] = {
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([^\d\s.+-].*)?$")
 
+#: Numbers at or above 10**(this + 1) in their own unit are refused before any
+#: arithmetic: the largest quantity anything takes is 10 Tbit/s = 1e13 bit/s.
+MAX_MAGNITUDE_EXPONENT = 20
+#: Numbers below 10**this (in their unit) are 0: far below a nanosecond or a bit.
+MIN_MAGNITUDE_EXPONENT = -40
+#: Exact arithmetic for any number that passes the checks above (at most
+#: MAX_QUANTITY_CHARS digits times a multiplier of at most 13 digits).
+_EXACT = Context(prec=MAX_QUANTITY_CHARS + 40)
+
 
 def _fail(field: str, text: object, problem: str, fix: str) -> UnitError:
     """A UnitError naming the field (if known) and the offending text."""
@@ -48,9 +65,18 @@ def _split(text: object, field: str, kind: str, example: str) -> tuple[Decimal, 
     """Split `text` into (number, lower-case unit); the unit may be ''."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise _fail(field, text, f"is not a {kind}", f"write a {kind} such as {example}")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise _fail(field, text, "is not finite", f"e.g. {example}")
+    if isinstance(text, int) and abs(text) >= 10 ** (MAX_MAGNITUDE_EXPONENT + 1):
+        digits = int(text.bit_length() * 0.30103) + 1  # str() of a huge int is itself refused
+        what = f"{field} a {digits}-digit number" if field else f"a {digits}-digit number"
+        raise UnitError(f"{what}: is far beyond any {kind} caspian takes", fix=f"e.g. {example}")
     if not isinstance(text, str):
         # A YAML number arrives here without the unit the user meant to write.
         return Decimal(repr(text)), ""
+    if len(text) > MAX_QUANTITY_CHARS:
+        raise _fail(field, text, f"is too long for a {kind} ({len(text)} characters)",
+                    f"write a number and a unit, e.g. {example}")
     match = _QUANTITY.match(text.strip())
     if not match:
         raise _fail(field, text, f"is not a {kind}", f"write a number and a unit, e.g. {example}")
@@ -60,6 +86,12 @@ def _split(text: object, field: str, kind: str, example: str) -> tuple[Decimal, 
         raise _fail(field, text, f"is not a {kind}", f"e.g. {example}") from None
     if not number.is_finite():  # pragma: no cover - the regex admits no inf/nan
         raise _fail(field, text, "is not finite", f"e.g. {example}")
+    # Bound the magnitude before anything multiplies it: Decimal("1e1000000") is
+    # instant, but scaling it overflows, and its integer has a million digits.
+    if number and number.adjusted() > MAX_MAGNITUDE_EXPONENT:
+        raise _fail(field, text, f"is far beyond any {kind} caspian takes", f"e.g. {example}")
+    if number and number.adjusted() < MIN_MAGNITUDE_EXPONENT:
+        number = Decimal(0)
     return number, (match.group(2) or "").strip().lower()
 
 
@@ -82,7 +114,7 @@ def _scaled(
     if number < 0:
         raise _fail(field, text, f"negative {field or kind}", f"give a {kind} >= 0, e.g. {example}")
     # Round to the nearest base unit: sub-nanosecond or sub-bit precision means nothing here.
-    return int((number * multiplier).to_integral_value())
+    return int(_EXACT.multiply(number, multiplier).to_integral_value(context=_EXACT))
 
 
 def parse_time(text: object, *, field: str = "") -> int:
@@ -122,7 +154,7 @@ def parse_percent(text: object, *, field: str = "") -> float:
         raise _fail(field, text, f"negative {label}", "give a percentage between 0% and 100%")
     if number > 100:
         raise _fail(field, text, f"{label} is over 100%", "give a percentage between 0% and 100%")
-    return float(number / 100)
+    return float(_EXACT.divide(number, 100))
 
 
 def _plain(value: Decimal) -> str:

@@ -14,6 +14,12 @@ Addresses a topology gives (`Node.address`, `LinkEnd.address`) win. A link
 whose one end is given gets the other end's address from the same subnet.
 Automatic subnets and loopbacks that would overlap a given address are
 skipped, so with no addresses given link k is exactly slot k.
+
+Every search for a free subnet or loopback is bounded: it jumps past each
+address it must avoid instead of stepping through the pool one address at a
+time (the IPv6 loopback pool has 2^64 of them), so a given address that
+covers a whole pool ends in a ScenarioError naming it, never in a search
+that does not end. Given link subnets must not overlap one another.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import heapq
 import ipaddress
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 from emulator.errors import ScenarioError
 from emulator.scenario.topology import Link, Topology
@@ -104,11 +110,52 @@ def _other_end(given: Interface) -> Interface:
     raise ScenarioError(f"subnet {net} has no room for a second link end", fix="use a shorter prefix")
 
 
-def _slots(pool: Network, prefixlen: int, taken: list[Network]) -> Iterator[Network]:
-    """Subnets of `pool` of length `prefixlen`, in order, skipping ones overlapping `taken`."""
-    for net in pool.subnets(new_prefix=prefixlen):
-        if not any(net.overlaps(t) for t in taken):
-            yield net
+def _align_up(value: int, size: int) -> int:
+    """The smallest multiple of `size` (a power of two) at or above `value`."""
+    return -(-value // size) * size
+
+
+def _first_free(start: int, size: int, last: int, taken: Sequence[tuple[int, int, str]]) -> int | None:
+    """The first block [a, a + size) with a >= start, a a multiple of `size`
+    and a + size - 1 <= last that overlaps no `taken` range (first, last, what); None if none.
+
+    Each overlap moves the candidate past the range it hit, and the candidate
+    only grows, so every range stops it at most once: at most len(taken) + 1
+    rounds, however large the pool.
+    """
+    a = _align_up(start, size)
+    while a + size - 1 <= last:
+        clash = next((hi for lo, hi, _ in taken if lo <= a + size - 1 and a <= hi), None)
+        if clash is None:
+            return a
+        a = _align_up(clash + 1, size)
+    return None
+
+
+def _ranges(networks: Sequence[tuple[Network, str]], pool: Network) -> list[tuple[int, int, str]]:
+    """(first, last, what) of each network that overlaps `pool` (the rest cannot get in the way)."""
+    return [(int(net.network_address), int(net.broadcast_address), what)
+            for net, what in networks if net.version == pool.version and net.overlaps(pool)]
+
+
+def _covering(taken: Sequence[tuple[int, int, str]], pool: Network) -> str:
+    """What of `taken` fills `pool`, for an error message (the largest first)."""
+    inside = sorted(taken, key=lambda r: r[0] - r[1])
+    names = [what for _, _, what in inside[:3]]
+    return ", ".join(names) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+
+
+def _slots(pool: Network, prefixlen: int, taken: Sequence[tuple[Network, str]]) -> Iterator[Network]:
+    """Subnets of `pool` of length `prefixlen`, in order, skipping ones overlapping `taken` (network, what)."""
+    ranges = _ranges(taken, pool)
+    size = 1 << (pool.max_prefixlen - prefixlen)
+    cursor, last = int(pool.network_address), int(pool.broadcast_address)
+    while True:
+        found = _first_free(cursor, size, last, ranges)
+        if found is None:
+            return
+        yield ipaddress.ip_network((found, prefixlen))
+        cursor = found + size
 
 
 def address_plan(topology: Topology) -> AddressPlan:
@@ -127,15 +174,17 @@ def address_plan(topology: Topology) -> AddressPlan:
             )
 
     # Given addresses first: they are fixed, automatic ones avoid them.
-    given: dict[int, list[Network]] = {4: [], 6: []}
+    # Each is kept with the field that gave it, for the error messages.
+    given: dict[int, list[tuple[Network, str]]] = {4: [], 6: []}
+    given_links: dict[int, list[tuple[Network, str]]] = {4: [], 6: []}
     for node in topology.nodes:
         where = f"{topology.source}: nodes.{node.name}"
         if node.address:
             loop4[node.name] = _parse(node.address, 4, where + ".address", host=True)  # type: ignore[assignment]
-            given[4].append(loop4[node.name].network)
+            given[4].append((loop4[node.name].network, f"nodes.{node.name}.address"))
         if node.address6:
             loop6[node.name] = _parse(node.address6, 6, where + ".address6", host=True)  # type: ignore[assignment]
-            given[6].append(loop6[node.name].network)
+            given[6].append((loop6[node.name].network, f"nodes.{node.name}.address6"))
     pending: list[tuple[int, Link]] = []
     for link in topology.links:
         for version, attr, table in ((4, "address", link4), (6, "address6", link6)):
@@ -161,37 +210,74 @@ def address_plan(topology: Topology) -> AddressPlan:
                 )
             for node, value in ends.items():
                 table[(node, link.name)] = value  # type: ignore[index]
-            given[version].append(first.network)
+            entry = (first.network, f"links.{link.name}.addresses ({first.network})")
+            given[version].append(entry)
+            given_links[version].append(entry)
+    for version in (4, 6):
+        _refuse_overlaps(given_links[version], topology.source)
 
     # Then the automatic ones, in topology order.
+    automatic: dict[int, list[tuple[Network, str]]] = {4: [], 6: []}
     free4 = _slots(LINK_POOL4, LINK_PREFIXLEN4, given[4])
-    free6 = _slots(LINK_POOL6, LINK_PREFIXLEN6, given[6] + [LOOPBACK_NET6])
+    free6 = _slots(LINK_POOL6, LINK_PREFIXLEN6, given[6] + [(LOOPBACK_NET6, "the loopback range")])
     for version, link in pending:
+        pool = LINK_POOL4 if version == 4 else LINK_POOL6
         try:
             net = next(free4 if version == 4 else free6)
         except StopIteration:
-            raise ScenarioError(f"too many links: the IPv{version} link pool is exhausted") from None
+            taken = _ranges(given[version], pool)
+            raise ScenarioError(
+                f"no free IPv{version} subnet left in {pool} for link {link.name!r}"
+                + (f" (taken by {_covering(taken, pool)})" if taken else " (too many links)"),
+                where=f"{topology.source}: links.{link.name}",
+                fix=f"give link {link.name!r} addresses, or move the given subnets out of {pool}",
+            ) from None
         table = link4 if version == 4 else link6
         table[(link.a.node, link.name)] = ipaddress.ip_interface(f"{net[1]}/{net.prefixlen}")  # type: ignore[index]
         table[(link.b.node, link.name)] = ipaddress.ip_interface(f"{net[2]}/{net.prefixlen}")  # type: ignore[index]
+        automatic[version].append((net, f"links.{link.name} ({net})"))
 
-    hosts4 = (IPv4Interface(f"{a}/32") for a in LOOPBACK_POOL4.hosts())
-    hosts6 = (IPv6Interface(f"{a}/128") for a in LOOPBACK_NET6.hosts() if a != LOOPBACK_NET6.network_address)
-    used4 = given[4] + [v.network for v in link4.values()]
-    used6 = given[6] + [v.network for v in link6.values()]
-    for node in topology.nodes:
-        # the generators advance for every node, so node i gets host i+1
-        # whether or not it has a given address
-        auto4, auto6 = next(hosts4), next(hosts6)
-        if node.name not in loop4:
-            while any(auto4.network.overlaps(n) for n in used4):
-                auto4 = next(hosts4)
-            loop4[node.name] = auto4
-        if node.name not in loop6:
-            while any(auto6.network.overlaps(n) for n in used6):
-                auto6 = next(hosts6)
-            loop6[node.name] = auto6
+    # Loopbacks: host i+1 of the pool for node i, the next free one if that
+    # is taken. The cursor advances for every node, so node i gets host i+1
+    # whether or not it has a given address (while nothing is in the way).
+    for version, pool, loops in ((4, LOOPBACK_POOL4, loop4), (6, LOOPBACK_NET6, loop6)):
+        taken = _ranges(given[version] + automatic[version], pool)
+        first_host = int(pool.network_address) + 1
+        # IPv4: not the pool's broadcast address; IPv6 has none
+        last_host = int(pool.broadcast_address) - (1 if version == 4 else 0)
+        cursor = first_host - 1
+        for node in topology.nodes:
+            cursor += 1
+            if node.name in loops:
+                continue
+            found = _first_free(cursor, 1, last_host, taken)
+            if found is None:
+                field = f"nodes.{node.name}.address{'6' if version == 6 else ''}"
+                raise ScenarioError(
+                    f"no IPv{version} loopback address is left for node {node.name!r}: "
+                    + (f"{_covering(taken, pool)} take(s) the rest of {pool}, the nodes' loopback range"
+                       if taken else f"{pool}, the nodes' loopback range, is full"),
+                    where=topology.source,
+                    fix=f"move the link addresses out of {pool}, or give {field}",
+                )
+            cursor = found
+            loops[node.name] = ipaddress.ip_interface((found, pool.max_prefixlen))  # type: ignore[assignment]
     return AddressPlan(loopback4=loop4, loopback6=loop6, link4=link4, link6=link6)
+
+
+def _refuse_overlaps(subnets: Sequence[tuple[Network, str]], source: str) -> None:
+    """ScenarioError when two given link subnets overlap: a node on one would take
+    the other's addresses for its own link's, and no route could reach them."""
+    ordered = sorted(subnets, key=lambda entry: (int(entry[0].network_address), -entry[0].num_addresses))
+    widest: tuple[Network, str] | None = None  # the earlier subnet reaching furthest up
+    for net, what in ordered:
+        if widest is not None and int(net.network_address) <= int(widest[0].broadcast_address):
+            raise ScenarioError(
+                f"{what} overlaps {widest[1]}", where=source,
+                fix="give every link a subnet of its own",
+            )
+        if widest is None or int(net.broadcast_address) > int(widest[0].broadcast_address):
+            widest = (net, what)
 
 
 def _first_hops(topology: Topology, source: str) -> dict[str, tuple[int, str]]:

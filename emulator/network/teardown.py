@@ -1,11 +1,16 @@
 """Undo a run: remove exactly what its state records, nothing else.
 
 Order: processes (newest first, so a daemon goes before the engine it talks
-through), then namespaces (deleting a namespace destroys its veths), then
+through), then namespaces (deleting a namespace destroys its veths; a child
+of the calling process found inside one was started for the run but not yet
+recorded, and is stopped first), then
 files, then the run directory. Every step tolerates objects that are already
 gone, so teardown is idempotent and `caspian down` can finish what a killed
 run left. A process is signalled only while its PID still has the start
-time that was recorded, so a recycled PID is never hit.
+time that was recorded, so a recycled PID is never hit. SIGINT/SIGTERM/SIGHUP
+that arrive during a teardown are held back until it is done
+(`emulator.network.signals.shielded`): a teardown cut short half-way is what
+leaves namespaces behind.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from typing import Any
 
 from emulator.network import kernel
+from emulator.network.signals import shielded
 from emulator.network.state import DEFAULT_ROOT, RunState
 
 _POLL_S = 0.02
@@ -110,8 +116,14 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
     one write of the state file; a teardown killed within a step leaves
     records of objects already gone, which the next one skips. The run
     directory is removed only when nothing recorded is left, so a second
-    call (or `caspian down`) can retry whatever failed.
+    call (or `caspian down`) can retry whatever failed. A signal that arrives
+    meanwhile is delivered once it is done.
     """
+    with shielded():
+        return _teardown(run, timeout_s)
+
+
+def _teardown(run: RunState, timeout_s: float) -> list[str]:
     problems: list[str] = []
     if not os.path.isdir(run.dir):
         return problems
@@ -127,7 +139,11 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
             run.forget_all(gone)
         gone.clear()
 
+    # every PID signalled once at most: one that survived SIGKILL is reported
+    # once, not waited for again as a resident of a namespace below
+    stopped: set[int] = set()
     for entry in reversed(run.of_kind("process")):
+        stopped.add(int(entry["pid"]))
         problem = _stop_process(entry, timeout_s)
         if problem:
             problems.append(problem)
@@ -140,6 +156,7 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
     # recorded (written before the engine starts), never by a name guessed.
     for pid in _unrecorded_engines(run):
         starttime = kernel.process_starttime(pid)
+        stopped.add(pid)
         if starttime is not None:
             problem = _stop_process({"pid": pid, "starttime": starttime, "role": "unrecorded engine"}, timeout_s)
             if problem:
@@ -150,11 +167,23 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
     residents = kernel.pids_by_netns([entry["name"] for entry in namespaces])
     for entry in namespaces:
         name = entry["name"]
-        # Report (never kill) processes this run did not record that keep the
-        # namespace alive: the veths inside live on until they exit.
         for pid in residents.get(name, []):
-            if pid == os.getpid():
+            if pid == os.getpid() or pid in stopped:
                 continue
+            starttime = kernel.process_starttime(pid)
+            if _parent_pid(pid) == os.getpid() and starttime is not None:
+                stopped.add(pid)
+                # Started by this very process into this run's namespace, and
+                # not recorded: a signal landed between its start and its
+                # record (a daemon, a traffic tool). Ours, so stopped like the
+                # recorded ones; left running it would keep the namespace alive.
+                problem = _stop_process({"pid": pid, "starttime": starttime,
+                                         "role": f"unrecorded {_comm(pid)}"}, timeout_s)
+                if problem:
+                    problems.append(problem)
+                continue
+            # Report (never kill) processes this run did not start that keep the
+            # namespace alive: the veths inside live on until they exit.
             problems.append(
                 f"process {pid} ({_comm(pid)}) still runs in namespace {name}; "
                 "it was not started by this run, so it was left alone (its interfaces live until it exits)"
@@ -190,8 +219,9 @@ def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
 def down_all(root: str = DEFAULT_ROOT, *, timeout_s: float = 5) -> list[str]:
     """Tear down every run recorded under `root`; return all problems, each naming its run."""
     problems = []
-    for run in RunState.all(root):
-        problems.extend(f"{run.prefix}: {p}" for p in teardown(run, timeout_s=timeout_s))
+    with shielded():  # one signal must not leave the later runs up
+        for run in RunState.all(root):
+            problems.extend(f"{run.prefix}: {p}" for p in teardown(run, timeout_s=timeout_s))
     return problems
 
 
@@ -213,6 +243,16 @@ def _unrecorded_engines(run: RunState) -> list[int]:
         if "emulator.engine.daemon" in argv and configs.intersection(argv):
             found.append(int(entry))
     return found
+
+
+def _parent_pid(pid: int) -> int | None:
+    """The parent of `pid` (field 4 of /proc/PID/stat), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _comm(pid: int) -> str:

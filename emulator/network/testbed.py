@@ -30,6 +30,8 @@ import logging
 import os
 import socket
 import subprocess
+import threading
+import time
 from collections import defaultdict
 from types import TracebackType
 from typing import Any, Iterable, TypeVar
@@ -37,8 +39,9 @@ from typing import Any, Iterable, TypeVar
 from emulator.errors import TestbedError
 from emulator.network import kernel, naming, rtnl
 from emulator.network.addressing import AddressPlan, Route, hosts_file_text
-from emulator.network.plan import WIRE_MTU, NetworkPlan, layout, network_plan
+from emulator.network.plan import WIRE_MTU, Layout, NetworkPlan, layout, network_plan
 from emulator.network.state import RunState
+from emulator.network.signals import shielded
 from emulator.network.sysfs import write_in_namespaces
 from emulator.network.teardown import teardown
 from emulator.scenario.topology import Topology
@@ -52,6 +55,21 @@ __all__ = ["Network", "WIRE_MTU"]
 NETNS_THREADS = 1
 
 _Record = TypeVar("_Record")
+
+
+class _BuildInterrupted(Exception):
+    """Raised in a namespace helper thread to stop it: the build was interrupted."""
+
+
+#: how often the building thread looks whether the namespace helpers are done
+_POLL_S = 0.005
+
+
+def _wait_for(flag: threading.Event) -> None:
+    """Wait until `flag` is set, by polling: a signal's exception then lands in
+    time.sleep, never inside a lock's internals (see Network._make_namespaces)."""
+    while not flag.is_set():
+        time.sleep(_POLL_S)
 
 
 def _by_netns(records: Iterable[_Record]) -> dict[str, list[_Record]]:
@@ -100,16 +118,20 @@ class Network:
     # --- building ------------------------------------------------------------------
 
     @classmethod
-    def build(cls, topology: Topology, run: RunState, *, rx_cpus: str | None = None) -> "Network":
+    def build(cls, topology: Topology, run: RunState, *, rx_cpus: str | None = None,
+              layout_: Layout | None = None) -> "Network":
         """Create every namespace, veth, address, route and sysctl of `topology`.
 
+        `layout_` is `plan.layout(topology)` when the caller has computed it
+        already (before making the run's state: a file whose addresses
+        cannot be planned then creates nothing at all).
         Raises EnvironmentProblem when not root or namespaces are missing,
         ScenarioError for names or addresses that cannot work, TestbedError
         when the kernel refuses a step. On any failure (also Ctrl-C) the
         objects made so far are removed before the exception propagates.
         """
         kernel.check_environment()
-        lay = layout(topology)
+        lay = layout_ or layout(topology)
         # RPS is written by `steer_receive`, after the build, as before
         plan = network_plan(topology, run.prefix, layout_=lay)
         network = cls(topology, run, lay.interfaces, lay.addresses, lay.routes, plan)
@@ -193,20 +215,55 @@ class Network:
         sysctls = {ns.name: ns.sysctls for ns in plan.namespaces}
         entries = self.run.record_all("netns", [{"name": ns.name} for ns in plan.namespaces])
         created: list[str] = []
+        stopping = threading.Event()
+        failure: list[BaseException] = []
 
         def setup(name: str) -> None:
             # runs in the helper thread, inside the fresh namespace, before
             # it holds any interface (the wire's IPv6 is off from the start)
             for key, value in sysctls[name]:
                 kernel.write_sysctl(key, value)
+            if stopping.is_set():
+                # an interrupted build ends the helper after its current namespace
+                raise _BuildInterrupted(name)
 
+        def create() -> None:
+            try:
+                kernel.create_netns_many([ns.name for ns in plan.namespaces], created, setup=setup,
+                                         threads=NETNS_THREADS)
+            except BaseException as exc:  # handed to the building thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        # The helpers run under a thread of our own that this (main) thread
+        # waits for. A signal that interrupts the wait (SIGTERM, Ctrl-C:
+        # Terminated or KeyboardInterrupt from emulator.network.signals)
+        # stops the helpers and waits until they have ended before it goes
+        # on: a helper still making namespaces while teardown removes them
+        # left namespaces behind that were made after teardown had looked.
+        # Both waits poll a flag rather than join(): an exception raised
+        # inside Thread.join() or Thread.start() can leave the thread marked
+        # stopped while it still runs (CPython's tstate lock is released on
+        # the way out), and a second join() then returns at once.
+        done = threading.Event()
+        maker = threading.Thread(target=create, name=f"{self.run.prefix}-namespaces")
+        started = False
         try:
-            kernel.create_netns_many([ns.name for ns in plan.namespaces], created, setup=setup,
-                                     threads=NETNS_THREADS)
-        except TestbedError:
-            made = set(created)
-            self.run.forget_all([entry for entry in entries if entry["name"] not in made])
+            with shielded():  # a signal is delivered after start(), not inside it
+                maker.start()
+                started = True
+            _wait_for(done)
+        except BaseException:
+            stopping.set()
+            if started:
+                _wait_for(done)
             raise
+        if failure:
+            if isinstance(failure[0], TestbedError):
+                made = set(created)
+                self.run.forget_all([entry for entry in entries if entry["name"] not in made])
+            raise failure[0]
 
     def _configure_node(self, sock: rtnl.RtnlSocket, node: str) -> None:
         """Queue loopback up, addresses, routes and permanent neighbours of `node` on `sock`.

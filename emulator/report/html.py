@@ -25,7 +25,7 @@ FAILOVER_COLUMNS = (
     ("reverts_on_restore", "reverts"),
 )
 #: plots in the order the page shows them (kind as in emulator.report.plots.PLOT_FILES)
-PLOT_ORDER = ("delay", "throughput", "loss", "topology")
+PLOT_ORDER = ("delay", "throughput", "loss", "queue", "topology")
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1em 1.5em; color: #222; }
@@ -72,6 +72,7 @@ def render(report: Report, files: dict[str, str] | None = None) -> str:
         _failover(report),
         _topology(report),
         _plots(files),
+        _captures(report),
         _timeline(report),
         _scenario_text(report),
     ]
@@ -209,6 +210,15 @@ def _topology(report: Report) -> str:
     if steps:
         parts.append("<h3>Paths before and after each step</h3>\n<div class=\"steps\">" + "".join(steps) + "</div>")
     return "\n".join(parts)
+
+
+def _captures(report: Report) -> str:
+    if not report.captures:
+        return ""
+    items = "".join(f"<li><a href=\"{escape(Path(path).name)}\">{escape(Path(path).name)}</a>: {frames} frames</li>"
+                    for path, frames in report.captures.items())
+    return ("<h2>Captures</h2>\n<ul>" + items + "</ul>\n<p class=\"meta\">pcapng; each frame in at its arrival "
+            "stamp and out at its emulated release time (docs/capture.md).</p>")
 
 
 def _plots(files: dict[str, str]) -> str:

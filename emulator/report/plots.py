@@ -36,7 +36,7 @@ GAP_FACTOR = 5
 #: the loss axis reaches at least this far (%), so a loss-free run reads as 0 on a sensible scale
 MIN_LOSS_TOP = 1.0
 
-PLOT_FILES = {"delay": "delay.png", "throughput": "throughput.png", "loss": "loss.png"}
+PLOT_FILES = {"delay": "delay.png", "throughput": "throughput.png", "loss": "loss.png", "queue": "queue.png"}
 
 
 def _text(value: str) -> str:
@@ -194,10 +194,22 @@ def plot_loss(report: Report, path: str | Path) -> str | None:
     return _finish(figure, axes, _draw_marks(axes, report), path)
 
 
+def plot_queue(report: Report, path: str | Path) -> str | None:
+    """Queue occupancy over time per link direction that queued (packets awaiting
+    serialization, the most in each 100 ms); None (nothing written) when none did."""
+    if not report.queues:
+        return None
+    figure, axes = _figure(report, "queue occupancy", "packets queued (max per 100 ms)")
+    _draw_series(axes, report.queues)
+    axes.set_ylim(bottom=0)
+    return _finish(figure, axes, _draw_marks(axes, report), path)
+
+
 def write_plots(report: Report, directory: str | Path) -> list[str]:
-    """delay.png always, throughput.png and loss.png when there is data; the paths written."""
+    """delay.png always; throughput.png, loss.png and queue.png when there is data; the paths written."""
     directory = Path(directory)
     written = [plot_delay(report, directory / PLOT_FILES["delay"]),
                plot_throughput(report, directory / PLOT_FILES["throughput"]),
-               plot_loss(report, directory / PLOT_FILES["loss"])]
+               plot_loss(report, directory / PLOT_FILES["loss"]),
+               plot_queue(report, directory / PLOT_FILES["queue"])]
     return [path for path in written if path is not None]

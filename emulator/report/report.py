@@ -211,6 +211,11 @@ class Report:
     #: the topology drawn on the HTML page (emulator.report.topology_view.topology_data) and
     #: "streams": each traffic stream's least-delay path as node names; {} = not recorded
     topology: dict[str, Any] = field(default_factory=dict)
+    #: queue occupancy over time, per link direction that queued: "link sender>receiver" ->
+    #: [(t_s, the most packets awaiting serialization in that 100 ms)] (emulator.measure.queues)
+    queues: dict[str, list[Point]] = field(default_factory=dict)
+    #: the scenario's `capture:` files: path -> frames recorded (docs/capture.md)
+    captures: dict[str, int] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -280,6 +285,8 @@ class Report:
             "timeline": _json_safe(self.timeline),
             "fidelity": _json_safe(self.fidelity),
             "topology": _json_safe(self.topology),
+            "queues": {name: [[float(t), float(v)] for t, v in points] for name, points in self.queues.items()},
+            "captures": dict(self.captures),
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -298,6 +305,8 @@ class Report:
             links=data.get("links", {}), scenario_text=data.get("scenario_text", ""),
             errors=list(data.get("errors", [])), timeline=list(data.get("timeline", [])),
             fidelity=dict(data.get("fidelity", {})), topology=dict(data.get("topology", {})),
+            queues={name: [(t, v) for t, v in points] for name, points in data.get("queues", {}).items()},
+            captures=dict(data.get("captures", {})),
         )
 
 

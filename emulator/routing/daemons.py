@@ -9,8 +9,8 @@ inside the router's namespace with `Network.popen` (foreground, so the PID
 recorded in the run state is BIRD's own; teardown stops it by PID with the
 other recorded processes). `start()` returns once every daemon answers
 `birdc -s {node}.ctl show status`; `wait_converged()` once every router's
-kernel table holds a route to every other node's loopback (and, with BGP,
-every session is Established).
+kernel table holds a route to every other node's loopback and no table has
+changed for ROUTES_STABLE_S (and, with BGP, every session is Established).
 
 State readers parse birdc's text (`ospf_neighbours`, `bgp_sessions`,
 `protocols`, `routes`, `bfd_sessions`) or read the kernel (`kernel_route`, with pyroute2 inside the
@@ -42,6 +42,12 @@ MAX_SOCKET_PATH = 107
 RTPROT_BIRD = 12
 #: how long one birdc call may take
 BIRDC_TIMEOUT_S = 5.0
+#: converged = every route present and no router's kernel table changed for this long:
+#: twice BIRD's 1 s OSPF tick (bird.OSPF_TICK_S; FRR's SPF runs within 50 ms to 1 s), so
+#: an SPF run still pending on a busy CPU lands before the scenario starts (a route to
+#: every node can exist before the best route does: seen under stress-ng, the
+#: corridor's path before its cut traced through the detour)
+ROUTES_STABLE_S = 2.0
 
 
 def bird_binaries() -> tuple[str, str]:
@@ -193,11 +199,18 @@ def read_kernel_route(netns: str, prefix: str) -> dict[str, Any] | None:
 
 def _kernel_prefixes(ipr: IPRoute, family: int = 2) -> set[str]:
     """Destination prefixes of the main table (IPv4: family 2, IPv6: 10) seen through `ipr`."""
+    return {prefix for prefix, _ in _kernel_routes(ipr, family)}
+
+
+def _kernel_routes(ipr: IPRoute, family: int = 2) -> set[tuple[str, tuple[Any, ...]]]:
+    """(prefix, (gateway, interface index, multipath next hops)) of each main-table route."""
     found = set()
     for route in ipr.get_routes(family=family, table=254):
         dst = route.get_attr("RTA_DST")
         if dst is not None:
-            found.add(f"{dst}/{route['dst_len']}")
+            hops = tuple(sorted((str(h.get_attr("RTA_GATEWAY")), h.get("oif", 0))
+                                for h in (route.get_attr("RTA_MULTIPATH") or [])))
+            found.add((f"{dst}/{route['dst_len']}", (route.get_attr("RTA_GATEWAY"), route.get_attr("RTA_OIF"), hops)))
     return found
 
 
@@ -283,16 +296,24 @@ class RoutingDaemons:
 
         IPv4 loopbacks (/32) always; IPv6 loopbacks (/128, named `NODE (IPv6)`) when the daemons route IPv6.
         """
+        return self._read_tables()[0]
+
+    def _read_tables(self) -> tuple[dict[str, list[str]], dict[str, frozenset[Any]]]:
+        """What missing_routes returns, and every router's main table (prefix and next hops)."""
         plan = self.network.addresses
         missing: dict[str, list[str]] = {}
+        tables: dict[str, frozenset[Any]] = {}
         for node in self.routers:
             with kernel.in_netns(self.network.node_netns(node)):
                 ipr = IPRoute()
             try:
-                have = _kernel_prefixes(ipr)
-                have6 = _kernel_prefixes(ipr, 10) if self.routes_ipv6 else set()
+                routes = _kernel_routes(ipr)
+                routes6 = _kernel_routes(ipr, 10) if self.routes_ipv6 else set()
             finally:
                 ipr.close()
+            tables[node] = frozenset(routes | routes6)
+            have = {prefix for prefix, _ in routes}
+            have6 = {prefix for prefix, _ in routes6}
             lacking = [other.name for other in self.topology.nodes
                        if other.name != node and str(plan.loopback4[other.name].network) not in have]
             if self.routes_ipv6:
@@ -300,21 +321,27 @@ class RoutingDaemons:
                             if other.name != node and str(plan.loopback6[other.name].network) not in have6]
             if lacking:
                 missing[node] = lacking
-        return missing
+        return missing, tables
 
     def wait_converged(self, *, timeout_s: float = 30.0) -> float:
-        """Wait until every router has a kernel route to every other node's loopback; seconds it took.
+        """Wait until every router has a kernel route to every other node's loopback
+        and no router's table has changed for ROUTES_STABLE_S; seconds it took (to the
+        last change).
 
         With BGP, also until every session is Established; with BFD, until
         every BFD session is Up. TestbedError after
         `timeout_s`, naming which router lacks which routes (or sessions).
         """
         start = time.monotonic()
+        last_tables: dict[str, frozenset[Any]] | None = None
+        stable_since = start
         while True:
-            missing = self.missing_routes()
+            missing, tables = self._read_tables()
+            if tables != last_tables:
+                last_tables, stable_since = tables, time.monotonic()
             down = {} if missing else (self.sessions_down() or self.bfd_down())
-            if not missing and not down:
-                return time.monotonic() - start
+            if not missing and not down and time.monotonic() - stable_since >= ROUTES_STABLE_S:
+                return stable_since - start
             exited = self._exited()
             if exited:
                 raise TestbedError(exited)

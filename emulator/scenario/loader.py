@@ -6,11 +6,31 @@ docs/topology.md) plus `duration`, `traffic`, `timeline` and `assertions`
 `Scenario`, `parse_topology` its `.topology` (so a topology-only reader
 accepts scenario files too).
 
-Every error is a `ScenarioError` reading `FILE:LINE: field.path: what is wrong
-(how to fix)`. Lines come from `yaml.compose`, which keeps each node's
-position; we walk the node graph ourselves rather than `yaml.safe_load` it,
-because safe_load forgets positions and silently keeps the last of duplicate
-keys (two links with the same name would quietly become one).
+The contract: what the loader accepts, the run can run as written; anything
+else is a `ScenarioError` of one line, `FILE:LINE: field.path: what is wrong
+(how to fix)`, its control and non-printable characters escaped
+(`emulator.errors.one_line`). No input, however made, gets another exception,
+a hang or unbounded work:
+
+- Files are read by `emulator.model.limits.read_bounded`: regular files only
+  (a FIFO, /dev/zero or a directory is refused before it is opened), at most
+  MAX_SCENARIO_BYTES, decoded as UTF-8 with a bad byte named by line and offset.
+- YAML is turned into nodes by `_compose`, our own loop over the parser's
+  events (no recursion, so 500 levels of nesting are refused, not a
+  RecursionError): nesting depth and the nodes reached through aliases are
+  bounded (a "billion laughs" is refused), tags (`!foo`, `!!binary`) and merge
+  keys (`<<`) are refused, and plain scalars are resolved by `_resolve_plain`
+  to null, bool, int, float or text only (a timestamp is text). Numbers are
+  bounded before conversion (digits, exponent); NaN and infinity are refused.
+- Values are checked against the engine's ranges (`emulator.model.limits`):
+  LinkParams does it for every link direction and netem words; the readers
+  here for the rest (duration, flap spacing, the timeline's steps, probe
+  counts, BFD timers per daemon).
+
+Lines come from the parser's marks: we build the node graph ourselves rather
+than `yaml.safe_load` it, because safe_load forgets positions and silently
+keeps the last of duplicate keys (two links with the same name would quietly
+become one).
 
 Validation is table-driven: `TOP_LEVEL` maps each top-level key to the
 function that reads its section, and `NODE_FIELDS` / `LINK_FIELDS` /
@@ -34,12 +54,34 @@ from typing import Any, Callable, NoReturn
 import yaml
 
 from emulator.errors import InputError, ScenarioError
+from emulator.model.limits import (
+    BFD_INTERVAL_NS,
+    BFD_INTERVAL_UNIT_NS,
+    BFD_MULTIPLIER,
+    MAX_DELAY_NS,
+    MAX_DURATION_NS,
+    MAX_FLAP_COUNT,
+    MAX_LIMIT_PACKETS,
+    MAX_NUMBER_DIGITS,
+    MAX_OVERHEAD_BYTES,
+    MAX_PROBE_PACKETS,
+    MAX_QUANTITY_CHARS,
+    MAX_RATE_BPS,
+    MAX_SCENARIO_BYTES,
+    MAX_SEED,
+    MAX_TIMELINE_STEPS,
+    MAX_YAML_ALIAS_NODES,
+    MAX_YAML_DEPTH,
+    MIN_CARRIER_FLAP_HALF_NS,
+    MIN_FLAP_HALF_NS,
+    read_bounded,
+)
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
 from emulator.model.presets import PRESETS, get_preset
 from emulator.model.propagation import propagation_delay_ns
 from emulator.model.trace import load_trace
-from emulator.model.units import format_time, parse_percent, parse_rate, parse_size, parse_time
+from emulator.model.units import format_rate, format_time, parse_percent, parse_rate, parse_size, parse_time
 from emulator.scenario.scenario import (
     CUT_MODES,
     DIRECTIONS,
@@ -53,6 +95,7 @@ from emulator.scenario.scenario import (
     TRAFFIC_KINDS,
     TRAFFIC_METRICS,
     Assertion,
+    CaptureSpec,
     Event,
     Scenario,
     TrafficSpec,
@@ -90,7 +133,207 @@ DEFAULT_DURATION_NS = 10 * 10**9
 
 
 # ---------------------------------------------------------------------------
-# Reading YAML nodes with their positions
+# Reading YAML: events to nodes, bounded, with only the scalar kinds we read
+
+#: The parser: libyaml's when PyYAML has it (ten times faster: a 1 MiB file is
+#: parsed in under a second), else PyYAML's own. Both are loops over a state
+#: stack, not recursive; we use only their events, never their composer or
+#: constructor (both recursive, and the constructor resolves tags we refuse).
+_PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+NULL_TAG = "tag:yaml.org,2002:null"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+STR_TAG = "tag:yaml.org,2002:str"
+
+#: Plain scalars that are null and bool: YAML 1.1's words, as safe_load reads
+#: them (so `ipv6: yes` keeps its meaning).
+_PLAIN_NULL = frozenset(("", "~", "null", "Null", "NULL"))
+_PLAIN_BOOL: dict[str, bool] = {
+    spelling: value
+    for word, value in (("yes", True), ("no", False), ("true", True), ("false", False), ("on", True), ("off", False))
+    for spelling in (word, word.capitalize(), word.upper())
+}
+#: Plain integers: decimal, and 0x / 0o / 0b with at least one digit (`_` between
+#: digits, as YAML 1.1). A leading-zero decimal (`010`) is an int here and
+#: refused when read: YAML 1.1 makes it octal 8, YAML 1.2 decimal 10.
+_PLAIN_INT = re.compile(r"[-+]?(?:[0-9][0-9_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*|0o_*[0-7][0-7_]*|0b_*[01][01_]*)")
+#: Plain floats as YAML 1.1 writes them (a dot required; the exponent signed),
+#: and the infinities and NaN, which are refused when read.
+_PLAIN_FLOAT = re.compile(
+    r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+#: Characters YAML allows in a stream (YAML 1.1 §5.1, what PyYAML and libyaml
+#: accept); anything else is named by line and column before the parser sees it.
+_NOT_YAML_TEXT = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _resolve_plain(value: str) -> str:
+    """The tag of a plain (unquoted, untagged) scalar: null, bool, int, float or str.
+
+    Everything YAML 1.1 would make something else is text: timestamps
+    (`2001-13-45` is a name, not a broken date), sexagesimal numbers
+    (`1:30`), `=`. `<<` is text here; as a key it is refused by `_compose`.
+    """
+    if value in _PLAIN_NULL:
+        return NULL_TAG
+    if value in _PLAIN_BOOL:
+        return BOOL_TAG
+    first = value[:1]
+    if first in "0123456789+-.":
+        if _PLAIN_INT.fullmatch(value):
+            return INT_TAG
+        if _PLAIN_FLOAT.fullmatch(value):
+            return FLOAT_TAG
+    return STR_TAG
+
+
+class _Open:
+    """A collection being composed: its node, its items so far, and its expanded size."""
+
+    __slots__ = ("node", "items", "size", "height", "anchor")
+
+    def __init__(self, node: yaml.Node, anchor: str | None) -> None:
+        self.node = node
+        self.items: list[yaml.Node] = []
+        self.size = 1  # nodes, aliased subtrees counted whole
+        self.height = 1  # levels, through aliases too
+        self.anchor = anchor
+
+
+def _path_of(stack: list[_Open]) -> str:
+    """The field path of the place being composed (`links.l.delay`, `timeline[2]`)."""
+    path = ""
+    for frame in stack:
+        if isinstance(frame.node, yaml.MappingNode):
+            if len(frame.items) % 2:  # a key read, its value being composed
+                key = frame.items[-1]
+                path = _join(path, key.value if isinstance(key, yaml.ScalarNode) else "?")
+        else:
+            path = f"{path}[{len(frame.items)}]"
+    return path
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The node tree of YAML `text` (None if it holds no document), or a one-line ScenarioError.
+
+    Replaces yaml.compose: a loop over the parser's events with a stack of its
+    own, so the depth is ours to bound (MAX_YAML_DEPTH, aliases included) and
+    nothing recurses. It also refuses what the loader does not read: more than
+    one document, tags, merge keys, aliases of a node inside itself, and more
+    than MAX_YAML_ALIAS_NODES nodes reached through aliases (each use of an
+    alias counts its whole subtree, so an exponential "billion laughs" stops at
+    the alias that crosses the bound).
+    """
+
+    def fail(mark: Any, stack: list[_Open], message: str, fix: str) -> NoReturn:
+        line = mark.line + 1 if mark is not None else 1
+        path = _path_of(stack)
+        raise ScenarioError(message, where=f"{source}:{line}: {path}" if path else f"{source}:{line}", fix=fix)
+
+    bad = _NOT_YAML_TEXT.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        raise ScenarioError(f"character {bad.group()!r} (U+{ord(bad.group()):04X}) at column {column} is not allowed in YAML",
+                            where=f"{source}:{line}", fix="remove it; inside double quotes write it escaped, e.g. \"\\t\"")
+    stack: list[_Open] = []
+    anchors: dict[str, tuple[yaml.Node, int, int]] = {}
+    open_anchors: set[str] = set()
+    root: yaml.Node | None = None
+    documents = 0
+    aliased = 0
+
+    def add(node: yaml.Node, size: int, height: int, mark: Any) -> None:
+        nonlocal root
+        if not stack:
+            root = node
+            return
+        parent = stack[-1]
+        if (isinstance(parent.node, yaml.MappingNode) and len(parent.items) % 2 == 0
+                and isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG and node.value == "<<" and node.style is None):
+            parent.items.append(node)
+            fail(mark, stack, "YAML merge keys (<<) are not supported",
+                 "write the keys out, or give the whole value an anchor and use it: key: *name")
+        parent.items.append(node)
+        parent.size += size
+        parent.height = max(parent.height, height + 1)
+
+    def tag_refused(tag: str | None, mark: Any) -> None:
+        if tag is not None:
+            # as written: the parser expands `!!bool` to tag:yaml.org,2002:bool
+            shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+            fail(mark, stack, f"YAML tags are not supported ({shown})",
+                 "remove the tag; quote the value if it must be text")
+
+    try:
+        for event in yaml.parse(text, Loader=_PARSER):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    fail(event.start_mark, stack, "a second YAML document (after ---)", "keep one document per file")
+            elif isinstance(event, yaml.ScalarEvent):
+                tag_refused(event.tag, event.start_mark)
+                tag = _resolve_plain(event.value) if event.implicit[0] else STR_TAG
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                       style=None if event.implicit[0] else (event.style or '"'))
+                if event.anchor is not None:
+                    if event.anchor in anchors or event.anchor in open_anchors:
+                        fail(event.start_mark, stack, f"anchor &{event.anchor} is defined twice", "give each anchor one name")
+                    anchors[event.anchor] = (node, 1, 1)
+                add(node, 1, 1, event.start_mark)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                tag_refused(event.tag, event.start_mark)
+                if len(stack) + 1 > MAX_YAML_DEPTH:
+                    fail(event.start_mark, stack, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                         "no field nests deeper than a few levels: check the brackets and indentation")
+                if isinstance(event, yaml.SequenceStartEvent):
+                    node = yaml.SequenceNode("tag:yaml.org,2002:seq", [], event.start_mark, None, flow_style=event.flow_style)
+                else:
+                    node = yaml.MappingNode("tag:yaml.org,2002:map", [], event.start_mark, None, flow_style=event.flow_style)
+                if event.anchor is not None:
+                    if event.anchor in anchors or event.anchor in open_anchors:
+                        fail(event.start_mark, stack, f"anchor &{event.anchor} is defined twice", "give each anchor one name")
+                    open_anchors.add(event.anchor)
+                stack.append(_Open(node, event.anchor))
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                frame = stack.pop()
+                frame.node.end_mark = event.end_mark
+                if isinstance(frame.node, yaml.MappingNode):
+                    items = frame.items
+                    frame.node.value = list(zip(items[0::2], items[1::2]))
+                else:
+                    frame.node.value = frame.items
+                if frame.anchor is not None:
+                    open_anchors.discard(frame.anchor)
+                    anchors[frame.anchor] = (frame.node, frame.size, frame.height)
+                add(frame.node, frame.size, frame.height, event.start_mark)
+            elif isinstance(event, yaml.AliasEvent):
+                if event.anchor in open_anchors:
+                    fail(event.start_mark, stack, f"alias *{event.anchor} is inside the node it names (a loop)",
+                         "an alias can only repeat a node that is complete before it")
+                if event.anchor not in anchors:
+                    fail(event.start_mark, stack, f"alias *{event.anchor} has no anchor &{event.anchor} before it",
+                         "define the anchor (&name) earlier in the file")
+                node, size, height = anchors[event.anchor]
+                aliased += size
+                if aliased > MAX_YAML_ALIAS_NODES:
+                    fail(event.start_mark, stack, f"aliases expand to more than {MAX_YAML_ALIAS_NODES} nodes",
+                         "use fewer aliases, or aliases of smaller nodes: an alias of aliases multiplies")
+                if len(stack) + height > MAX_YAML_DEPTH:
+                    fail(event.start_mark, stack, f"alias *{event.anchor} nests more than {MAX_YAML_DEPTH} levels deep",
+                         "no field nests deeper than a few levels")
+                add(node, size, height, event.start_mark)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ScenarioError(f"YAML syntax: {problem}", where=f"{source}:{line}",
+                            fix="check indentation, colons and quotes near this line") from None
+    except yaml.YAMLError as exc:  # a reader error the check above missed: no line to give
+        raise ScenarioError(f"YAML syntax: {type(exc).__name__}", where=f"{source}:1", fix="check the file is YAML text") from None
+    return root
 
 
 class _Document:
@@ -99,9 +342,6 @@ class _Document:
     def __init__(self, source: str, base_dir: Path) -> None:
         self.source = source
         self.base_dir = base_dir
-        # A SafeLoader only to resolve scalar tags (int, float, bool, str) the
-        # way safe_load would; it never reads a stream.
-        self._constructor = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node | None, path: str, message: str, fix: str = "") -> NoReturn:
         """Raise the one-line ScenarioError for `node` at field `path`."""
@@ -110,10 +350,48 @@ class _Document:
         raise ScenarioError(message, where=where, fix=fix)
 
     def value(self, node: yaml.Node, path: str) -> Any:
-        """The plain value of a scalar node (mappings and lists are refused)."""
+        """The plain value of a scalar node (mappings and lists are refused).
+
+        None, a bool, an int, a finite float or a str, as `_resolve_plain`
+        tagged it; numbers are bounded before they are converted.
+        """
         if not isinstance(node, yaml.ScalarNode):
             self.fail(node, path, f"expected a single value, got a {_kind(node)}", "write one value here")
-        return self._constructor.construct_object(node)
+        text = node.value
+        if node.tag == NULL_TAG:
+            return None
+        if node.tag == BOOL_TAG:
+            return _PLAIN_BOOL[text]
+        if node.tag == INT_TAG:
+            return self._integer_value(node, path, text)
+        if node.tag == FLOAT_TAG:
+            return self._float_value(node, path, text)
+        return text
+
+    def _integer_value(self, node: yaml.Node, path: str, text: str) -> int:
+        digits = text.replace("_", "").lstrip("+-")
+        base = {"0x": 16, "0o": 8, "0b": 2}.get(digits[:2].lower(), 10)
+        if base != 10:
+            digits = digits[2:]
+        # Count before int(): a 5000-digit number is beyond every field, and int() refuses it anyway.
+        if len(digits.lstrip("0")) > MAX_NUMBER_DIGITS:
+            self.fail(node, path, f"a {len(digits)}-digit number is beyond any value here",
+                      "the widest field, seed, takes at most 20 digits")
+        if base == 10 and len(digits) > 1 and digits.startswith("0"):
+            self.fail(node, path, f"{text} has a leading zero: YAML 1.1 reads it as octal, YAML 1.2 as decimal",
+                      f"write {digits.lstrip('0') or '0'}, or 0o{digits.lstrip('0') or '0'} for octal")
+        value = int(digits, base)
+        return -value if text.startswith("-") else value
+
+    def _float_value(self, node: yaml.Node, path: str, text: str) -> float:
+        if text.lstrip("+-").lower() in (".inf", ".nan"):
+            self.fail(node, path, f"{text} is not a finite number", "no field takes infinity or NaN: write a number")
+        if len(text) > MAX_QUANTITY_CHARS:
+            self.fail(node, path, f"a number of {len(text)} characters is beyond any value here", "write a shorter number")
+        value = float(text.replace("_", ""))
+        if not math.isfinite(value):
+            self.fail(node, path, f"{text} is too large to be a number here", "write a number within range")
+        return value
 
     def text(self, node: yaml.Node, path: str, example: str) -> str:
         """A scalar that must be a string."""
@@ -149,7 +427,8 @@ class _Document:
             if key in seen:
                 self.fail(key_node, here, f"duplicate key {key!r} (first at line {seen[key]})", "give each key once")
             if allowed is not None and key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
+                # (no suggestion for a key longer than any name: difflib's work grows with its length)
+                close = difflib.get_close_matches(key, allowed, n=1) if len(key) <= 64 else []
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 self.fail(key_node, here, f"unknown key {key!r}", f"{hint}allowed: {', '.join(allowed)}")
             seen[key] = key_node.start_mark.line + 1
@@ -201,7 +480,12 @@ def _read_length(doc: _Document, node: yaml.Node, path: str, params: LinkParams)
     length = doc.value(node, path)
     if isinstance(length, bool) or not isinstance(length, (int, float)) or length < 0:
         doc.fail(node, path, f"length {length!r} is not a distance in km", "give kilometres >= 0, e.g. 370")
-    return params.replace(delay_ns=propagation_delay_ns(float(length)))
+    delay_ns = propagation_delay_ns(float(length))
+    if delay_ns > MAX_DELAY_NS:
+        most_km = int(length * MAX_DELAY_NS / delay_ns)
+        doc.fail(node, path, f"length {length} km gives a delay of {format_time(delay_ns)}, over the engine's "
+                 f"maximum of {format_time(MAX_DELAY_NS)}", f"give at most {most_km} km")
+    return params.replace(delay_ns=delay_ns)
 
 
 def _read_distribution(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -> LinkParams:
@@ -220,11 +504,11 @@ def _read_rate(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -
 
 
 def _read_overhead(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -> LinkParams:
-    return params.replace(overhead_bytes=doc.integer(node, path, 0, 1000, "24"))
+    return params.replace(overhead_bytes=doc.integer(node, path, 0, MAX_OVERHEAD_BYTES, "24"))
 
 
 def _read_limit(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -> LinkParams:
-    return params.replace(limit_packets=doc.integer(node, path, 0, 2**32 - 1, "1000"))
+    return params.replace(limit_packets=doc.integer(node, path, 0, MAX_LIMIT_PACKETS, "1000"))
 
 
 def _read_limit_bytes(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -> LinkParams:
@@ -233,7 +517,12 @@ def _read_limit_bytes(doc: _Document, node: yaml.Node, path: str, params: LinkPa
 
 def _read_trace(doc: _Document, node: yaml.Node, path: str, params: LinkParams) -> LinkParams:
     relative = doc.text(node, path, "traces/lte.trace")
-    trace = load_trace(doc.base_dir / relative)
+    try:
+        # bounded: a regular file of at most MAX_TRACE_BYTES (not a FIFO, not /dev/zero, no NUL in the path)
+        trace = load_trace(doc.base_dir / relative)
+    except InputError as exc:
+        # keep the trace's own FILE:LINE, after the field that names the trace
+        doc.fail(node, path, f"{exc.where}: {exc.bare_message}" if exc.where else exc.bare_message, exc.fix)
     return params.replace(trace_ms=trace)
 
 
@@ -306,17 +595,22 @@ class _Builder:
     assertions: list[Assertion] = field(default_factory=list)
     routing: RoutingConfig | None = None
     engine_shards: int | None = None
+    capture: list[CaptureSpec] = field(default_factory=list)
+    #: timeline events of each kind (read once, for every routing metric's step label)
+    step_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_KINDS, 0))
 
 
 def _read_name(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
     name = doc.text(node, path, "aktau-sumgait")
     if not 1 <= len(name) <= 64:
         doc.fail(node, path, "name must be 1..64 characters", "e.g. name: aktau-sumgait")
+    if not name.isprintable():  # it is printed in reports and on the terminal
+        doc.fail(node, path, f"name {name!r} has a control character", "e.g. name: aktau-sumgait")
     out.name = name
 
 
 def _read_seed(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
-    out.seed = doc.integer(node, path, 0, 2**64 - 1, "42")
+    out.seed = doc.integer(node, path, 0, MAX_SEED, "42")
 
 
 def _claim_address(doc: _Document, node: yaml.Node, path: str, address: str, out: _Builder) -> None:
@@ -394,8 +688,7 @@ def _check_asns(doc: _Document, keys: dict[str, yaml.Node], path: str, out: _Bui
     """Every router's AS (given or default) is its own: eBGP between every pair of routers."""
     topology = Topology(nodes=tuple(out.nodes.values()), links=(), source=doc.source, routing=out.routing)
     owner: dict[int, str] = {}
-    for router in topology.routers():
-        asn = topology.asn(router.name)
+    for router, asn in zip(topology.routers(), topology.router_asns()):  # not asn() per router: O(n) each
         if asn in owner:
             here = _join(path, router.name)
             doc.fail(keys[router.name], here, f"router {router.name} has AS {asn}, as {owner[asn]} does",
@@ -615,6 +908,9 @@ def _read_duration(doc: _Document, node: yaml.Node, path: str, out: _Builder) ->
     duration = _time(doc, node, path, "duration")
     if duration <= 0:
         doc.fail(node, path, "duration must be longer than 0", "e.g. duration: 20s")
+    if duration > MAX_DURATION_NS:
+        doc.fail(node, path, f"duration {format_time(duration)} is over the {format_time(MAX_DURATION_NS)} a run may last",
+                 f"give at most duration: {format_time(MAX_DURATION_NS)}, iperf3's longest test")
     out.duration_ns = duration
 
 
@@ -625,7 +921,7 @@ def _end(out: _Builder) -> str:
 
 def _probe_rate(doc: _Document, node: yaml.Node, path: str) -> float:
     value = doc.value(node, path)
-    match = _PPS.match(value) if isinstance(value, str) else None
+    match = _PPS.match(value) if isinstance(value, str) and len(value) <= MAX_QUANTITY_CHARS else None
     low, high = PROBE_RATE_RANGE
     if match is None or match.group(2).lower() not in _PPS_UNITS:
         doc.fail(node, path, f"probe rate {value!r} is not in packets per second", "e.g. 1000pps or 10kpps")
@@ -643,6 +939,9 @@ def _bit_rate(doc: _Document, node: yaml.Node, path: str, kind: str) -> float:
         doc.fail(node, path, exc.bare_message, f"{kind} rate is a bit rate, e.g. 64kbit or 100mbit")
     if kind == "udp" and rate == 0:
         doc.fail(node, path, "udp rate must be above 0", "e.g. 64kbit or 100mbit")
+    if rate > MAX_RATE_BPS:
+        doc.fail(node, path, f"{kind} rate {format_rate(rate)} is over {format_rate(MAX_RATE_BPS)}, more than any link here carries",
+                 f"give at most {format_rate(MAX_RATE_BPS)}")
     return float(rate)
 
 
@@ -686,6 +985,13 @@ def _read_traffic_item(doc: _Document, name: str, key_node: yaml.Node, node: yam
             doc.fail(fields["stop"], here, f"stop {format_time(stop)} is not after start {format_time(start)}", "stop later than start")
         if stop > out.duration_ns:
             doc.fail(fields["stop"], here, f"stop {format_time(stop)} is after {_end(out)}", f"stop at most at {format_time(out.duration_ns)} or lengthen duration")
+    probes = rate * (stop - start) / 1e9 if kind == "probe" else 0.0
+    if probes > MAX_PROBE_PACKETS:
+        where = fields.get("rate", node)
+        doc.fail(where, _join(path, "rate") if "rate" in fields else path,
+                 f"the probe stream sends {probes:.0f} probes ({rate:g}/s for {format_time(stop - start)}), "
+                 f"more than the {MAX_PROBE_PACKETS} a run records per stream",
+                 "lower the rate, or shorten the stream with start and stop")
     ipv6 = False
     if "ipv6" in fields:
         ipv6 = doc.value(fields["ipv6"], _join(path, "ipv6"))
@@ -770,7 +1076,15 @@ def _read_event(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> Ev
         period = _time(doc, fields["period"], _join(path, "period"), "period")
         if period <= 0:
             doc.fail(fields["period"], _join(path, "period"), "period must be longer than 0", "e.g. period: 1s (down half, up half)")
-        count = doc.integer(fields["count"], _join(path, "count"), 1, 1_000_000, "3")
+        # The shortest down/up half the engine holds and the probes resolve
+        # (limits.MIN_FLAP_HALF_NS; longer with carrier: interfaces follow from a thread).
+        floor = MIN_CARRIER_FLAP_HALF_NS if mode == "carrier" else MIN_FLAP_HALF_NS
+        if period // 2 < floor:
+            how = "a carrier flap's" if mode == "carrier" else "a flap's"
+            doc.fail(fields["period"], _join(path, "period"),
+                     f"period {format_time(period)} makes {how} down and up halves {format_time(period // 2)}, "
+                     f"shorter than the {format_time(floor)} a run can play", f"give period: {format_time(2 * floor)} or longer")
+        count = doc.integer(fields["count"], _join(path, "count"), 1, MAX_FLAP_COUNT, "3")
         if at + period * count > out.duration_ns:
             doc.fail(
                 fields["at"], _join(path, "at"),
@@ -801,8 +1115,16 @@ def _read_engine(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> N
 def _read_timeline(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
     if _is_null(node):
         return
+    steps = 0
     for i, item in enumerate(doc.sequence(node, path)):
-        out.timeline.append(_read_event(doc, item, f"{path}[{i}]", out))
+        event = _read_event(doc, item, f"{path}[{i}]", out)
+        # Bounded work: every step is handed to the engine (per direction) and reported.
+        steps += 2 * event.count if event.kind == "flap" else 1
+        if steps > MAX_TIMELINE_STEPS:
+            doc.fail(item, f"{path}[{i}]", f"the timeline reaches {steps} steps here (a flap is 2 per cycle), "
+                     f"more than the {MAX_TIMELINE_STEPS} a run plays", "flap fewer times, or split the scenario")
+        out.timeline.append(event)
+    out.step_counts = {kind: sum(1 for e in out.timeline if e.kind == kind) for kind in EVENT_KINDS}
 
 
 def _number(doc: _Document, node: yaml.Node, path: str) -> float:
@@ -864,7 +1186,7 @@ def _check_routing_metric(doc: _Document, node: yaml.Node, path: str, metric: st
                      _suggest(name, START_METRICS, "start-up metrics"))
         return
     match = _STEP_LABEL.match(step)
-    counts = {kind: sum(1 for e in out.timeline if e.kind == kind) for kind in EVENT_KINDS}
+    counts = out.step_counts
     have = [f"{kind}{n}" for kind in EVENT_KINDS for n in range(1, counts[kind] + 1)]
     if not match or int(match.group(2)) > counts[match.group(1)]:
         doc.fail(node, path, f"no timeline step {step!r} in {metric!r} (steps are the event kind and its number "
@@ -971,10 +1293,8 @@ PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "bgp": ("bfd", "hold", "keepalive"),
 }
 BFD_FIELDS: tuple[str, ...] = ("interval", "multiplier")
-#: FRR's bfdd takes whole milliseconds in this range (its `transmit-interval` and `receive-interval`)
-FRR_BFD_MS_RANGE = (10, 60000)
-#: BFD detect multiplier (RFC 5880: 8 bits, not 0)
-BFD_MULTIPLIER_RANGE = (1, 255)
+#: BFD intervals and multipliers per daemon: emulator.model.limits (BFD_INTERVAL_NS,
+#: BFD_INTERVAL_UNIT_NS, BFD_MULTIPLIER), with each daemon's own ranges cited there
 #: OSPF hello and dead intervals: whole seconds (BIRD's unit), 16 bits
 OSPF_SECONDS_RANGE = (1, 65535)
 #: BGP hold time: whole seconds, at least 3 (RFC 4271 and BIRD's minimum; 0 = no keepalives is not offered)
@@ -994,19 +1314,41 @@ def _whole_seconds(doc: _Document, node: yaml.Node, path: str, name: str,
     return value
 
 
-def _read_bfd(doc: _Document, node: yaml.Node, path: str) -> BfdConfig:
+#: how each daemon is named in messages
+_DAEMON_NAMES = {"bird": "BIRD", "frr": "FRR's bfdd"}
+
+
+def _read_bfd(doc: _Document, node: yaml.Node, path: str, daemon: str) -> BfdConfig:
+    """`bfd: {interval, multiplier}`, each within what `daemon` accepts (limits.BFD_*)."""
     fields = {key: value for key, _, value in doc.mapping(node, path, BFD_FIELDS)}
     bfd = BfdConfig()
+    name = _DAEMON_NAMES.get(daemon, daemon)
     if "interval" in fields:
         here = _join(path, "interval")
         interval = _time(doc, fields["interval"], here, "interval")
         if interval <= 0:
             doc.fail(fields["interval"], here, "BFD interval must be longer than 0", "e.g. interval: 100ms")
-        if interval % 1000:
+        unit = BFD_INTERVAL_UNIT_NS[daemon]
+        low, high = BFD_INTERVAL_NS[daemon]
+        if daemon == "frr" and (interval % unit or not low <= interval <= high):
+            doc.fail(fields["interval"], here,
+                     f"BFD interval {format_time(interval)} is not whole milliseconds from {low // unit} to {high // unit}",
+                     "FRR's bfdd counts in milliseconds, e.g. interval: 100ms")
+        if interval % unit:
             doc.fail(fields["interval"], here, f"BFD interval {format_time(interval)} is not whole microseconds", "e.g. interval: 100ms")
+        if not low <= interval <= high:
+            doc.fail(fields["interval"], here,
+                     f"BFD interval {format_time(interval)} is outside {name}'s {format_time(low)}..{format_time(high)}",
+                     f"{name} keeps BFD intervals in 32-bit microseconds and cannot keep up below {format_time(low)}, "
+                     "e.g. interval: 100ms")
         bfd = BfdConfig(interval_ns=interval, multiplier=bfd.multiplier)
     if "multiplier" in fields:
-        multiplier = doc.integer(fields["multiplier"], _join(path, "multiplier"), *BFD_MULTIPLIER_RANGE, "3")
+        low, high = BFD_MULTIPLIER[daemon]
+        here = _join(path, "multiplier")
+        multiplier = doc.integer(fields["multiplier"], here, 1, high, "3")
+        if multiplier < low:
+            doc.fail(fields["multiplier"], here, f"{name} takes a BFD detect multiplier of {low}..{high}, not {multiplier}",
+                     "e.g. multiplier: 3")
         bfd = BfdConfig(interval_ns=bfd.interval_ns, multiplier=multiplier)
     return bfd
 
@@ -1044,14 +1386,7 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
             what = "static routing" if protocol == "static" else protocol.upper()
             doc.fail(keys[option], _join(path, option), f"'{option}' does not apply to {what}",
                      f"remove it, or set protocol: {' or '.join(users)}")
-    bfd = _read_bfd(doc, fields["bfd"], _join(path, "bfd")) if "bfd" in fields else None
-    if bfd is not None and daemon == "frr":
-        low, high = FRR_BFD_MS_RANGE
-        if bfd.interval_ns % 1_000_000 or not low <= bfd.interval_ns // 1_000_000 <= high:
-            bfd_fields = {key: value for key, _, value in doc.mapping(fields["bfd"], _join(path, "bfd"), BFD_FIELDS)}
-            doc.fail(bfd_fields.get("interval", fields["bfd"]), _join(path, "bfd.interval"),
-                     f"BFD interval {format_time(bfd.interval_ns)} is not whole milliseconds from {low} to {high}",
-                     "FRR's bfdd counts in milliseconds, e.g. interval: 100ms")
+    bfd = _read_bfd(doc, fields["bfd"], _join(path, "bfd"), daemon) if "bfd" in fields else None
     hold = 9 * 10**9
     keepalive = None
     if "hold" in fields:
@@ -1072,6 +1407,33 @@ def _read_routing(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> 
                      "give dead a few hellos, e.g. 4 x hello")
     out.routing = RoutingConfig(protocol=protocol, daemon=daemon, bfd=bfd, hello_ns=hello, dead_ns=dead,
                                 hold_ns=hold, keepalive_ns=keepalive)
+
+
+#: Keys of a `capture:` item written as a mapping (a plain item is a link name).
+CAPTURE_FIELDS: tuple[str, ...] = ("link", "direction")
+
+
+def _read_capture(doc: _Document, node: yaml.Node, path: str, out: _Builder) -> None:
+    """`capture: [LINK, {link: LINK, direction: NODE}, ...]`: links captured to pcapng in the report directory."""
+    if _is_null(node):
+        return
+    seen: set[str] = set()
+    for i, item in enumerate(doc.sequence(node, path)):
+        here = f"{path}[{i}]"
+        if _kind(item) == "mapping":
+            fields = {key: value for key, _, value in doc.mapping(item, here, CAPTURE_FIELDS)}
+            if "link" not in fields:
+                doc.fail(item, here, "a capture item needs a link", "write e.g. {link: aktau-sumgait}")
+            link = _link_name(doc, fields["link"], _join(here, "link"), out)
+            direction = _read_direction(doc, fields["direction"], _join(here, "direction"), link) \
+                if "direction" in fields else "both"
+        else:
+            link = _link_name(doc, item, here, out)
+            direction = "both"
+        if link.name in seen:
+            doc.fail(item, here, f"link {link.name!r} is captured twice", "list each link once")
+        seen.add(link.name)
+        out.capture.append(CaptureSpec(link.name, direction))
 
 
 @dataclass(frozen=True)
@@ -1100,6 +1462,7 @@ TOP_LEVEL: dict[str, Section] = {
     "traffic": Section(_read_traffic),
     "timeline": Section(_read_timeline),
     "assertions": Section(_read_assertions),
+    "capture": Section(_read_capture),
 }
 
 
@@ -1115,15 +1478,10 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
     are resolved against `base_dir`, by default the current directory.
     """
     doc = _Document(source, Path(base_dir) if base_dir is not None else Path.cwd())
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "not valid YAML"
-        raise ScenarioError(f"YAML syntax: {problem}", where=f"{source}:{line}", fix="check indentation, colons and quotes near this line") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"YAML syntax: {exc}", where=f"{source}:1", fix="check the file is YAML text") from None
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"the text is {len(text)} characters, over the limit of {MAX_SCENARIO_BYTES}",
+                            where=f"{source}:1", fix=f"keep scenario files under {MAX_SCENARIO_BYTES // 2**20} MiB")
+    root = _compose(text, source)
     if root is None or _is_null(root):
         doc.fail(root, "", "the file is empty", "start with 'nodes:' and 'links:'")
     pairs = doc.mapping(root, "", tuple(TOP_LEVEL))
@@ -1150,6 +1508,7 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
         traffic=tuple(out.traffic.values()),
         timeline=tuple(out.timeline),
         assertions=tuple(out.assertions),
+        capture=tuple(out.capture),
         seed=out.seed if out.seed is not None else 1,
         source=source,
         text=text,
@@ -1166,14 +1525,18 @@ def parse_topology(text: str, *, source: str, base_dir: str | Path | None = None
 
 
 def _read_file(path: Path, what: str) -> str:
+    """The text of the scenario or topology file at `path`: bounded, UTF-8, or a one-line ScenarioError."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{what} file {str(path)!r} does not exist", fix="check the path") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{what} file {str(path)!r} is not UTF-8 text", fix="save it as UTF-8") from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
+        data = read_bounded(path, max_bytes=MAX_SCENARIO_BYTES, what=what)
+    except InputError as exc:
+        raise ScenarioError(exc.bare_message, where=exc.where, fix=exc.fix) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError(f"byte 0x{data[exc.start]:02x} at offset {exc.start} (column {column}) is not UTF-8",
+                            where=f"{path}:{line}", fix="save the file as UTF-8") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

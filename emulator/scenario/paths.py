@@ -62,3 +62,21 @@ def rtt_ns(topology: Topology, source: str, target: str) -> int:
     forward = path_delay_ns(topology, shortest_path(topology, source, target))
     backward = path_delay_ns(topology, shortest_path(topology, target, source))
     return forward + backward
+
+
+def path_floor_ns(topology: Topology, hops: list[tuple[str, str]], changing: frozenset[str] = frozenset()) -> int:
+    """The least one-way delay the link model can give a packet along `hops`: each
+    hop's delay less its jitter when the jitter is uniform (netem's delay ± jitter),
+    nothing for a hop whose jitter is unbounded below (normal, pareto: the engine
+    clips at the departure), that reorders (a reordered packet skips the delay),
+    or whose parameters the timeline changes (`changing`: link names)."""
+    total = 0
+    for name, direction in hops:
+        params = getattr(topology.link(name), direction)
+        if name in changing or params.reorder > 0:
+            continue
+        if params.jitter_ns == 0:
+            total += params.delay_ns
+        elif params.distribution == "uniform":
+            total += max(0, params.delay_ns - params.jitter_ns)
+    return total

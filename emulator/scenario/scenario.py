@@ -172,6 +172,15 @@ class Assertion:
 
 
 @dataclass(frozen=True)
+class CaptureSpec:
+    """A link captured to `<link>.pcapng` in the report directory for the whole run
+    (emulator.engine.capture); `direction` both, a_to_b, b_to_a or the sending node."""
+
+    link: str
+    direction: str = "both"
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Everything a run needs; `source` is the file it came from."""
 
@@ -180,6 +189,7 @@ class Scenario:
     traffic: tuple[TrafficSpec, ...] = ()
     timeline: tuple[Event, ...] = ()
     assertions: tuple[Assertion, ...] = ()
+    capture: tuple[CaptureSpec, ...] = ()
     seed: int = 1
     source: str = "<default>"
     text: str = field(default="", repr=False)   # the file's text, kept for the report

@@ -173,13 +173,15 @@ class Topology:
 
     def asn(self, node: str) -> int:
         """The BGP AS number of router `node`: its `asn`, else BGP_ASN_BASE + its index among the routers."""
-        routers = self.routers()
-        for index, candidate in enumerate(routers):
+        for candidate, asn in zip(self.routers(), self.router_asns()):
             if candidate.name == node:
-                if candidate.asn is not None:
-                    return candidate.asn
-                return BGP_ASN_BASE + index if index < 1023 else BGP_ASN_BASE4 + index
+                return asn
         raise KeyError(node)
+
+    def router_asns(self) -> list[int]:
+        """The AS number of every router, in `routers()` order (one pass, for checking them all)."""
+        return [router.asn if router.asn is not None else (BGP_ASN_BASE + index if index < 1023 else BGP_ASN_BASE4 + index)
+                for index, router in enumerate(self.routers())]
 
     def routers(self) -> list[Node]:
         """The router nodes, in file order."""

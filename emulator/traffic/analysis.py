@@ -4,6 +4,10 @@ Definitions (times are CLOCK_REALTIME ns, as stamped by sender and receiver):
 
 - `sent`: probes the sender sent (its summary); sequence numbers are 0..sent-1.
 - `received`: unique sequence numbers received; `duplicates`: copies beyond the first.
+  Only sequence numbers 0..sent-1 count: anything else is a probe a flipped
+  bit made unrecognisable, counted with the ones the receiver refused
+  (`corrupted_count`; the `corrupted` metric where TRAFFIC_METRICS has it),
+  and, like them, lost.
 - `loss_pct`: 100 (sent - received) / sent.
 - `loss_outside_events_pct`: the same among probes whose send time lies outside
   every event window [start, end) (absolute ns; the caller pads a window by
@@ -37,6 +41,7 @@ import statistics
 from typing import Any, Sequence
 
 from emulator.scenario.scenario import TRAFFIC_METRICS
+from emulator.traffic.probe import ProbeRecords
 
 PROBE_METRICS = TRAFFIC_METRICS["probe"]
 MAX_OWD_POINTS = 5000
@@ -52,6 +57,23 @@ def _first_copies(records: Any) -> list[tuple[int, int, int]]:
         seen.add(seq)
         first.append((seq, sent, got))
     return first
+
+
+def _in_stream(records: Any, sent: int) -> Any:
+    """`records` without the entries whose sequence number is outside 0..sent-1
+    (the same object when there are none: the usual case costs one pass)."""
+    if all(0 <= seq < sent for seq in records.seq):
+        return records
+    keep = [i for i, seq in enumerate(records.seq) if 0 <= seq < sent]
+    return ProbeRecords([records.seq[i] for i in keep], [records.send_ns[i] for i in keep],
+                        [records.recv_ns[i] for i in keep], getattr(records, "corrupted", 0))
+
+
+def corrupted_count(records: Any, sent: int) -> int:
+    """Datagrams of the stream that arrived damaged: those the receiver refused
+    (`records.corrupted`) and recorded ones with a sequence number outside 0..sent-1."""
+    strays = sum(1 for seq in records.seq if not 0 <= seq < sent)
+    return int(getattr(records, "corrupted", 0)) + strays
 
 
 def estimate_send_times(records: Any, sent: int, interval_ns: int, first_ns: int | None = None) -> list[int]:
@@ -141,9 +163,12 @@ def network_owd(first: dict[str, list[int]], last: dict[str, list[int]]) -> dict
 def analyze_probes(records: Any, sent: int, interval_ns: int, *,
                    event_windows: Sequence[tuple[int, int]] = ()) -> dict[str, float | None]:
     """Every metric of TRAFFIC_METRICS["probe"] for one stream (see the module docstring)."""
+    result: dict[str, float | None] = dict.fromkeys(PROBE_METRICS)
+    if "corrupted" in result:
+        result["corrupted"] = float(corrupted_count(records, sent))
+    records = _in_stream(records, sent)
     first = _first_copies(records)
     unique = len(first)
-    result: dict[str, float | None] = dict.fromkeys(PROBE_METRICS)
     result["sent"] = float(sent)
     result["received"] = float(unique)
     result["duplicates"] = float(len(records.seq) - unique)
@@ -215,6 +240,8 @@ def probe_series(records: Any, start_ns: int, *, window_ns: int = 100_000_000,
     `estimate_send_times(records, summary["sent"], summary["interval_ns"],
     summary["first_ns"])`); without it the loss series is empty.
     """
+    if sent_times is not None:
+        records = _in_stream(records, len(sent_times))  # a damaged sequence number is no point in time
     first = sorted(_first_copies(records), key=lambda r: r[1])
     points = [((sent_ns - start_ns) / 1e9, (got - sent_ns) / 1e6) for _, sent_ns, got in first]
     if len(points) > MAX_OWD_POINTS:

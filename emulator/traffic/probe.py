@@ -5,12 +5,14 @@
   (the node's /etc/hosts is the testbed's). scapy builds the packet once as
   a template; each probe patches its sequence number (u64) and its
   CLOCK_REALTIME send time in ns (u64, taken right before the send) into the
-  first 16 payload bytes, big-endian. Probes are paced to RATE_PPS between
+  first 16 payload bytes, big-endian, and, when the payload has room (24
+  bytes or more), a check word after them (see `check_word`); the rest of
+  the payload is zeros. Probes are paced to RATE_PPS between
   the absolute CLOCK_REALTIME times START_AT_NS and STOP_AT_NS (it waits for
   the start): it sleeps while the next send is more than 300 µs away and
   spins the rest. If it falls more than 1 ms behind, it does not catch up in
-  a burst: the schedule restarts at "now" and the slots passed over are
-  counted as `skipped`. Sequence numbers count sent probes (0..sent-1), so
+  a burst: it skips the slots passed over, counted as `skipped`, and keeps
+  to the schedule's grid (sent + skipped = the slots between start and stop). Sequence numbers count sent probes (0..sent-1), so
   a skip is never mistaken for loss. On exit (stop time, SIGTERM, SIGINT)
   it writes SUMMARY_PATH: JSON {"sent", "first_ns", "last_ns",
   "interval_ns", "skipped"}.
@@ -18,7 +20,11 @@
   to PORT with SO_TIMESTAMPNS (the kernel's receive stamp, the same
   CLOCK_REALTIME as the sender's: every node shares the host's clock, so the
   one-way delay is exact). It records until SIGTERM/SIGINT, then writes
-  OUT_PATH and exits 0.
+  OUT_PATH and exits 0. A datagram that is not an intact probe (too short,
+  a check word or padding that does not match, a value past int64: a link's
+  `corrupt` flips one bit, and the IPv4 probes carry no UDP checksum that
+  would make the kernel drop it) is counted as `corrupted` and not
+  recorded, so it counts as lost; it never stops the receiver.
 
 Sockets. IPv4: AF_INET/SOCK_RAW/IPPROTO_RAW (IP_HDRINCL implied); the whole
 scapy-built IPv4+UDP packet is sent, the kernel fills in the IP checksum and
@@ -32,7 +38,7 @@ and no per-packet checksum work happens in Python. (`udp_checksum` below
 computes the same for tests.)
 
 Records file (OUT_PATH): one JSON header line
-`{"format": "caspian-probe-records", "version": 1, "count": N, "byteorder": ...}`
+`{"format": "caspian-probe-records", "version": 1, "count": N, "byteorder": ..., "corrupted": C}`
 followed by three arrays of N signed 64-bit integers (`array('q')`, native
 byte order as named in the header): seq, send_ns, recv_ns, in arrival order.
 Binary rather than JSON: 200k records are 4.8 MB and load in milliseconds.
@@ -55,6 +61,13 @@ from typing import Any
 #: sequence number, send time (ns, CLOCK_REALTIME): the first 16 payload bytes
 PROBE_HEADER = struct.Struct("!QQ")
 MIN_SIZE = PROBE_HEADER.size
+#: ... followed by the check word when the payload has room for it
+CHECKED_HEADER = struct.Struct("!QQQ")
+CHECKED_SIZE = CHECKED_HEADER.size
+#: mixed into every check word, so a payload of zeros is not a valid probe
+CHECK_MAGIC = 0x6373_7020_7072_6F62  # "csp prob"
+#: the largest value a records column (int64) holds
+INT64_MAX = (1 << 63) - 1
 RECORDS_FORMAT = "caspian-probe-records"
 SO_TIMESTAMPNS = 35
 IPV6_CHECKSUM = 7
@@ -64,11 +77,13 @@ BEHIND_LIMIT_NS = 1_000_000  # further behind than this: restart the schedule, c
 
 @dataclass
 class ProbeRecords:
-    """Every datagram the receiver got, in arrival order (duplicates included)."""
+    """Every intact probe the receiver got, in arrival order (duplicates included),
+    and how many datagrams it refused as corrupted."""
 
     seq: list[int] = field(default_factory=list)
     send_ns: list[int] = field(default_factory=list)
     recv_ns: list[int] = field(default_factory=list)
+    corrupted: int = 0
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -132,7 +147,7 @@ def load_summary(path: str) -> dict[str, int]:
 def dump_records(records: ProbeRecords) -> bytes:
     """The records file's bytes (header line + three int64 arrays)."""
     header = {"format": RECORDS_FORMAT, "version": 1, "count": len(records.seq), "byteorder": sys.byteorder,
-              "fields": ["seq", "send_ns", "recv_ns"]}
+              "fields": ["seq", "send_ns", "recv_ns"], "corrupted": int(records.corrupted)}
     out = json.dumps(header).encode() + b"\n"
     for column in (records.seq, records.send_ns, records.recv_ns):
         out += array("q", column).tobytes()
@@ -155,10 +170,44 @@ def load_records(path: str) -> ProbeRecords:
             if header.get("byteorder", sys.byteorder) != sys.byteorder:
                 column.byteswap()
             columns.append(column.tolist())
-    return ProbeRecords(*columns)
+    return ProbeRecords(*columns, corrupted=int(header.get("corrupted", 0)))
 
 
 # ------------------------------------------------------------------ packets
+
+
+def check_word(seq: int, send_ns: int, payload_bytes: int) -> int:
+    """The check word of a probe: its sequence number, send time and payload
+    length XORed with CHECK_MAGIC.
+
+    One flipped bit anywhere in the first 24 bytes changes one side of the
+    equation and not the other, and a datagram cut short changes the length;
+    one XOR per probe keeps the sender's cost per packet where it was.
+    """
+    return seq ^ send_ns ^ payload_bytes ^ CHECK_MAGIC
+
+
+def parse_probe(data: bytes) -> tuple[int, int] | None:
+    """(seq, send_ns) of an intact probe payload; None for anything else.
+
+    Refused: a payload shorter than MIN_SIZE; from CHECKED_SIZE bytes on, a
+    check word that does not match or padding that is not all zeros (where a
+    flipped bit lands in most probes); a sequence number or send time that
+    does not fit the records' int64 columns. A payload of 16..23 bytes has
+    no check word: only the last test applies to it.
+    """
+    size = len(data)
+    if size < MIN_SIZE:
+        return None
+    if size >= CHECKED_SIZE:
+        seq, send_ns, check = CHECKED_HEADER.unpack_from(data)
+        if check != check_word(seq, send_ns, size) or data.count(0, CHECKED_SIZE) != size - CHECKED_SIZE:
+            return None
+    else:
+        seq, send_ns = PROBE_HEADER.unpack_from(data)
+    if seq > INT64_MAX or send_ns > INT64_MAX:
+        return None
+    return seq, send_ns
 
 
 def udp_checksum(src: str, dst: str, udp: bytes, ipv6: bool) -> int:
@@ -248,7 +297,10 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
             # never read: a raw IPPROTO_UDP socket also gets copies of arriving UDP datagrams (dropped here)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
             address = (dst, 0)
-            pack_into, sendto, now_ns = PROBE_HEADER.pack_into, sock.sendto, time.time_ns
+            sendto, now_ns = sock.sendto, time.time_ns
+            payload_bytes = len(template) - offset
+            checked = payload_bytes >= CHECKED_SIZE
+            check_key = check_word(0, 0, payload_bytes)  # check_word(seq, t, n) == seq ^ t ^ check_key
             if realtime_priority > 0:
                 try:
                     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
@@ -266,9 +318,16 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
                 if late > interval:
                     summary["late_over_interval"] += 1
                 if late > BEHIND_LIMIT_NS:
-                    summary["skipped"] += late // interval
-                    due = now
-                pack_into(template, offset, seq, now_ns())
+                    # skip the slots passed over and keep to the schedule's grid, so
+                    # that sent + skipped counts every slot exactly
+                    missed = late // interval
+                    summary["skipped"] += missed
+                    due += missed * interval
+                stamp = now_ns()
+                if checked:
+                    CHECKED_HEADER.pack_into(template, offset, seq, stamp, seq ^ stamp ^ check_key)
+                else:
+                    PROBE_HEADER.pack_into(template, offset, seq, stamp)
                 try:
                     sendto(template, address)
                 except OSError as exc:  # a full queue (ENOBUFS/EAGAIN): the probe is lost at the source,
@@ -294,6 +353,7 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
 def receive(port: int, out_path: str, ipv6: bool = False) -> int:
     """Record probes until SIGTERM/SIGINT, then write OUT_PATH; the number of datagrams recorded."""
     seqs, sent, arrived = array("q"), array("q"), array("q")
+    corrupted = 0
     _install_stop_handlers()
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     try:
@@ -307,12 +367,14 @@ def receive(port: int, out_path: str, ipv6: bool = False) -> int:
             if ipv6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(("::" if ipv6 else "0.0.0.0", port))
-            unpack_from, stamp = PROBE_HEADER.unpack_from, struct.Struct("qq").unpack_from
+            stamp = struct.Struct("qq").unpack_from
             recvmsg = sock.recvmsg
             cmsg_space = socket.CMSG_SPACE(16)
             while True:
                 data, ancdata, _flags, _addr = recvmsg(65536, cmsg_space)
-                if len(data) < MIN_SIZE:
+                probe = parse_probe(data)
+                if probe is None:
+                    corrupted += 1
                     continue
                 recv_ns = 0
                 for level, kind, value in ancdata:
@@ -321,7 +383,7 @@ def receive(port: int, out_path: str, ipv6: bool = False) -> int:
                         recv_ns = sec * 1_000_000_000 + nsec
                 if not recv_ns:
                     recv_ns = time.time_ns()
-                seq, send_ns = unpack_from(data)
+                seq, send_ns = probe
                 seqs.append(seq)
                 sent.append(send_ns)
                 arrived.append(recv_ns)
@@ -329,7 +391,7 @@ def receive(port: int, out_path: str, ipv6: bool = False) -> int:
         pass
     finally:
         _ignore_stop_signals()
-        records = ProbeRecords(seqs, sent, arrived)  # type: ignore[arg-type]  # arrays serialize the same
+        records = ProbeRecords(seqs, sent, arrived, corrupted)  # type: ignore[arg-type]  # arrays serialize the same
         _write_atomic(out_path, dump_records(records))
     return len(seqs)
 
@@ -357,6 +419,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a socket or file the tool needs: one line for the run's error list
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
     print(USAGE, file=sys.stderr)
     return 2
 

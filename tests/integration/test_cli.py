@@ -272,3 +272,93 @@ def test_down_all_cleans_up_after_cli_sigkill_mid_build(trigger: str, run_root: 
         down = caspian(run_root, "down", "--all")
     assert down.returncode == 0, (down.stdout, down.stderr)
     assert_all_gone(run_root, prefixes, pids)
+
+
+# ------------------------------------------------------------------ every input gets a clear answer
+
+
+@pytest.mark.root
+@requires_root
+def test_up_refuses_addresses_in_the_loopback_range_at_once(tmp_path: Path) -> None:
+    """Link addresses covering the loopback ranges: one line, exit 2, nothing made (it used to search forever)."""
+    path = tmp_path / "collide.yaml"
+    path.write_text(GOOD_HEAD + '    addresses: {left: [198.18.0.1/29, "2001:2:0:ffff::1/64"]}\n')
+    root = str(tmp_path / "state")
+    started = time.monotonic()
+    result = caspian(root, "up", str(path), timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "no IPv6 loopback address is left" in result.stderr and "links.left-right.addresses" in result.stderr
+    assert not os.path.exists(root)  # planned before any state is made
+
+
+@pytest.mark.root
+@requires_root
+def test_live_set_beyond_the_engine_range_is_one_line(cli_testbed: dict[str, Any]) -> None:
+    """A delay the engine cannot hold is refused with the value named; the engine keeps running."""
+    root = cli_testbed["root"]
+    refused = caspian(root, "link", "set", "aktau-sumgait", "delay", "100000000000s")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "Traceback" not in refused.stderr and "delay" in refused.stderr and "100000000000" in refused.stderr
+    show = caspian(root, "link", "show", "aktau-sumgait")
+    assert show.returncode == 0 and show.stdout.count("delay 1.91") == 2, show.stdout + show.stderr  # unchanged
+
+
+def run_scenario_file(root: str, text: str, tmp_path: Path, *args: str, cwd: Path | None = None,
+                      timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`caspian run FILE ARGS...` from `cwd` (default: the repository)."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return subprocess.run([sys.executable, "-m", "emulator.cli", "--state-root", root, "run", str(path), *args],
+                          cwd=cwd or REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+SHORT_PROBE_RUN = """\
+name: {name}
+duration: 2s
+nodes:
+  left: {{role: host}}
+  right: {{role: host}}
+links:
+  left-right: {{ends: [left, right], delay: 1ms}}
+traffic:
+  probe: {{kind: probe, from: left, to: right, rate: 200pps}}
+  probe6: {{kind: probe, from: left, to: right, rate: 200pps, ipv6: true}}
+timeline:
+  - {{at: 500ms, set: left-right, netem: "{netem}"}}
+assertions:
+  - {{metric: probe.loss_pct, at_most: 100}}
+"""
+
+
+@pytest.mark.root
+@requires_root
+def test_report_dir_of_an_escaping_name_stays_under_reports(run_root: str, tmp_path: Path) -> None:
+    """`name: ../../escaped-report` writes to ./reports/escaped-report, nowhere above."""
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    text = SHORT_PROBE_RUN.format(name="../../escaped-report", netem="delay 1ms")
+    done = run_scenario_file(run_root, text, tmp_path, cwd=work)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert (work / "reports" / "escaped-report" / "report.json").is_file()
+    assert not (tmp_path / "escaped-report").exists() and sorted(os.listdir(tmp_path / "a")) == ["b"]
+    assert_all_gone(run_root, [], [])
+
+
+@pytest.mark.root
+@requires_root
+def test_duplicate_corrupt_and_reorder_at_100_percent_run_to_the_end(run_root: str, tmp_path: Path) -> None:
+    """They used to crash the probe receiver (a corrupted sequence number overflowed its records)."""
+    text = SHORT_PROBE_RUN.format(name="all-at-100", netem="duplicate 100% corrupt 100% reorder 100% jitter 1ms")
+    report_dir = tmp_path / "report"
+    done = run_scenario_file(run_root, text, tmp_path, "--report", str(report_dir))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["errors"] == [], report["errors"]
+    metrics, counters = report["metrics"], report["links"]["left-right"]["a_to_b"]
+    assert counters["corrupted"] > 0 and counters["duplicated"] > 0
+    for stream in ("probe", "probe6"):
+        # after the set every original is corrupted and its duplicate intact: nothing lost
+        assert metrics[f"{stream}.received"] == metrics[f"{stream}.sent"] > 0, metrics
+    assert_all_gone(run_root, [], [])

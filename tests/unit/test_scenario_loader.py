@@ -258,6 +258,16 @@ def test_a_tolerance_is_kept_in_ns() -> None:
     assert [a.tolerance_ns for a in scenario.assertions] == [50_000, None]
 
 
+def test_capture_lists_links_and_directions() -> None:
+    scenario = parse(BASE + "capture:\n  - aktau-sumgait\n  - {link: europe-sumgait, direction: europe}\n")
+    assert [(c.link, c.direction) for c in scenario.capture] == [("aktau-sumgait", "both"), ("europe-sumgait", "a_to_b")]
+    assert "s.yaml:12: capture[0]: no link called 'aktau-sumgiat' (did you mean 'aktau-sumgait'?" in error(
+        BASE + "capture:\n  - aktau-sumgiat\n")
+    assert "capture[1]: link 'aktau-sumgait' is captured twice" in error(BASE + "capture: [aktau-sumgait, aktau-sumgait]\n")
+    assert "capture[0].direction: unknown direction 'asia'" in error(BASE + "capture:\n  - {link: aktau-sumgait, direction: asia}\n")
+    assert "capture[0]: a capture item needs a link" in error(BASE + "capture:\n  - {direction: aktau}\n")
+
+
 def test_flap_may_end_exactly_at_the_end() -> None:
     scenario = parse(EV + "  - {at: 17s, flap: aktau-sumgait, period: 1s, count: 3}\n  - {at: 20s, restore: aktau-sumgait}\n")
     assert scenario.timeline[0].end_ns == 20 * S and scenario.timeline[1].at_ns == 20 * S
@@ -287,6 +297,8 @@ def test_schema_mirrors_the_loader_tables() -> None:
     assert set(defs["event"]["properties"]) == set(loader.EVENT_FIELDS)
     assert set(defs["assertion"]["properties"]) == set(loader.ASSERTION_FIELDS)
     assert set(doc["properties"]["engine"]["properties"]) == set(loader.ENGINE_FIELDS)
+    capture_item = next(b for b in doc["properties"]["capture"]["items"]["oneOf"] if b["type"] == "object")
+    assert set(capture_item["properties"]) == set(loader.CAPTURE_FIELDS)
     assert defs["traffic"]["properties"]["kind"]["enum"] == list(TRAFFIC_KINDS)
     assert defs["link"]["properties"]["preset"]["enum"] == list(PRESETS)
     assert defs["direction_params"]["properties"]["distribution"]["enum"] == list(DISTRIBUTIONS)

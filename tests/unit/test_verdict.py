@@ -301,3 +301,47 @@ def test_a_late_failover_trace_makes_its_metrics_inconclusive_not_false() -> Non
     assert judge(AssertionResult("routing.cut1.detection_ms", "", None, False), late) == ("fail", "")
     assert judge(AssertionResult("routing.cut1.path_after", "", None, False), Fidelity()) == ("fail", "")
     assert any("before:cut1 began 612 ms late" in p for p in late.problems())
+
+
+def test_a_jitter_is_judged_on_the_lateness_at_its_streams_end() -> None:
+    from emulator.measure.fidelity import window_lateness_us
+
+    t0 = 10_000_000_000
+    engine = {"shards": [{"bin_epoch_ns": t0, "bin_ns": 100_000_000}],
+              "late_bins_us": {"x": {"a_to_b": [900, 0, 5, 20], "b_to_a": [0, 0, 0, 7]}}}
+    # bins 2 and 3 overlap [t0 + 250 ms, t0 + 400 ms): 20 on one hop, 7 on the other
+    assert window_lateness_us(engine, [("x", "a_to_b"), ("x", "b_to_a")], t0 + 250_000_000, t0 + 400_000_000) == 27.0
+    assert window_lateness_us({"shards": []}, [("x", "a_to_b")], 0, 1) is None
+    # RFC 3550 jitter 0.1 ms inside its bound: a tail of 512 µs over the run (p99 rule) would
+    # call it in doubt, but only the lateness at the stream's end moves its last value
+    path = {"hops": 3.0, "lateness_p50_us": 12.0, "lateness_p99_us": 256.0, "lateness_max_us": 2000.0,
+            "lateness_end_max_us": 20.0}
+    fidelity = Fidelity(lateness_p99_us=256.0, paths={"probe": path})
+    assert judge(result("probe.jitter_ms", 0.226, 0.12, 0.33), fidelity) == ("pass", "")   # 2 x 20 + 2 % of 2000 = 80 µs
+    path["lateness_end_max_us"] = 60.0
+    verdict, reason = judge(result("probe.jitter_ms", 0.226, 0.12, 0.33), fidelity)     # 160 µs >= 104
+    assert verdict == "inconclusive" and "stream's end" in reason
+
+
+def test_a_delay_bound_below_the_models_floor_fails_on_any_machine() -> None:
+    from emulator.scenario.loader import parse_topology
+    from emulator.scenario.paths import path_floor_ns
+
+    busy = Fidelity(steal_max_pct=9.0, pressure_pct=60.0, lateness_p50_us=4000.0, paths={
+        "probe": {"hops": 1.0, "lateness_p50_us": 4000.0, "lateness_p99_us": 8000.0, "lateness_max_us": 9000.0,
+                  "floor_ms": 20.0}})
+    # 20 ms of configured delay against a 1 ms bound: a plain fail, steal or not
+    assert judge(result("probe.owd_median_ms", 20.03, None, 1.0), busy) == ("fail", "")
+    # within the floor's reach the busy host still makes it inconclusive
+    assert judge(result("probe.owd_median_ms", 20.03, None, 20.0), busy)[0] == "inconclusive"
+    # a jitter is no delay level: the floor says nothing about it
+    assert judge(result("probe.jitter_ms", 9.0, None, 1.0), busy)[0] == "inconclusive"
+    topology = parse_topology(
+        "nodes: {a: {}, b: {}, c: {}, d: {}}\nlinks:\n"
+        "  a-b: {ends: [a, b], delay: 5ms, jitter: 1ms}\n"
+        "  b-c: {ends: [b, c], delay: 5ms, jitter: 1ms, distribution: normal}\n"
+        "  c-d: {ends: [c, d], delay: 3ms}\n", source="f.yaml")
+    hops = [("a-b", "a_to_b"), ("b-c", "a_to_b"), ("c-d", "a_to_b")]
+    # uniform jitter: 5 - 1; normal jitter: unbounded below, nothing; plain 3 ms
+    assert path_floor_ns(topology, hops) == 7_000_000
+    assert path_floor_ns(topology, hops, frozenset({"c-d"})) == 4_000_000
