@@ -340,6 +340,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from emulator.network.signals import install_teardown_handlers
     from emulator.testbed import Testbed, find_run
 
+    if args.snaplen != 0 and not 64 <= args.snaplen <= 65535:
+        raise InputError(f"-s is {args.snaplen}", fix="use 0 for whole frames, or 64..65535 bytes")
     if args.count is not None and args.count < 1:
         raise InputError(f"-c is {args.count}", fix="give a count of 1 or more frames, or leave -c out")
     path = Path(args.write or f"{args.link}.pcapng").absolute()
@@ -354,7 +356,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     if args.link not in links:
         _no_link(links, args.link)
     target = {"link": args.link, "direction": args.direction or "both"}
-    started = testbed.engine.capture_start([target], str(path), count=args.count)
+    started = testbed.engine.capture_start([target], str(path), count=args.count, snaplen=args.snaplen)
     say(f"caspian: capturing {args.link} into {path} ({', '.join(started['interfaces'])}); Ctrl-C stops")
     # a signal ends the capture as Ctrl-C does: the file is closed complete either way
     restore = install_teardown_handlers()
@@ -570,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", metavar="NODE", help="only the frames NODE sends into the link (default: both ways)")
     p.add_argument("-c", "--count", type=int, help="stop after COUNT frames (in, out and drops all count)")
     p.add_argument("-w", "--write", metavar="FILE", help="the pcapng file (default: LINK.pcapng)")
+    p.add_argument("-s", "--snaplen", type=int, default=128,
+                   help="bytes kept of each frame (default 128: every header, a whole probe; 0: whole frames)")
     p.add_argument("--run", help="run prefix (default: the only one)")
     p.set_defaults(func=cmd_capture)
 

@@ -129,12 +129,12 @@ class Bench:
             self.engine.stop()
             self.engine = None
 
-    def capture_up(self) -> None:
-        """The engine with both directions captured to a pcapng file (issue: capture never slows forwarding)."""
-        self.engine_up(LinkParams())
+    def capture_up(self, params: LinkParams, snaplen: int) -> None:
+        """The engine with both directions captured to a pcapng file (capture never slows forwarding)."""
+        self.engine_up(params)
         assert self.engine is not None and self.engine.client is not None
         self.capture_path = os.path.join(tempfile.gettempdir(), f"caspian-bench-{os.getpid()}.pcapng")
-        self.engine.client.capture_start([{"link": "bench"}], self.capture_path)
+        self.engine.client.capture_start([{"link": "bench"}], self.capture_path, snaplen=snaplen)
 
     def capture_down(self) -> None:
         assert self.engine is not None and self.engine.client is not None
@@ -150,6 +150,7 @@ class Bench:
 
     def forwarders(self) -> list[Forwarder]:
         preset = get_preset("aktau-sumgait").params()
+        wave = LinkParams(rate_bps=1_000_000_000)
         return [
             Forwarder("bridge", self.bridge_up, self.bridge_down),
             # Reference: the bridge on veths without receive steering (the
@@ -158,7 +159,11 @@ class Bench:
                       lambda: (self.bridge_down(), self.steer(self.rx_cpus))),
             Forwarder("engine", lambda: self.engine_up(LinkParams()), self.engine_down),
             Forwarder("engine_preset", lambda: self.engine_up(preset), self.engine_down),
-            Forwarder("engine_capture", self.capture_up, self.capture_down),
+            # capture on and off at the cable's lit wave (1 Gbit/s), side by side
+            Forwarder("engine_1g", lambda: self.engine_up(wave), self.engine_down),
+            Forwarder("engine_1g_capture", lambda: self.capture_up(wave, 0), self.capture_down),
+            # ... and with the default snaplen: frames cut to their first 128 bytes (every header)
+            Forwarder("engine_1g_capture128", lambda: self.capture_up(wave, 128), self.capture_down),
         ]
 
     # -- measurements ----------------------------------------------------------
@@ -354,7 +359,7 @@ def run_bench(*, as_json: bool, runs: int = 3, duration_s: float = 5.0, state_ro
                     fwd.stop()
                 row[fwd.name] = {"tcp_gbps": tcp, "pps": flood["pps"], "offered_pps": flood["offered_pps"],
                                  "host": load.to_dict()}
-                if fwd.name == "engine_capture":
+                if fwd.name.startswith("engine_1g_capture"):
                     row[fwd.name]["capture"] = bench.last_capture
             rounds.append(row)
         if rounds:
@@ -427,7 +432,8 @@ def print_throughput(result: dict[str, Any]) -> None:
           "(same veths), and in brackets to the better bridge of each round")
     print(f"{'forwarder':<15} {'TCP Gbit/s':>11} {'ratio':>13} {'64B kpps':>9} {'ratio':>13} {'offered kpps':>13} "
           f"{'max steal %':>11}")
-    for name in ("bridge", "bridge_no_rps", "engine", "engine_preset", "engine_capture"):
+    for name in ("bridge", "bridge_no_rps", "engine", "engine_preset", "engine_1g", "engine_1g_capture",
+                 "engine_1g_capture128"):
         if name not in result:
             continue
         e = result[name]
@@ -441,12 +447,17 @@ def print_throughput(result: dict[str, Any]) -> None:
               f"{steal:>11}")
 
 
-    if "engine_capture" in result and result["engine"]["tcp_gbps"]:
-        captured = [r["engine_capture"]["capture"] for r in result["rounds"] if "engine_capture" in r]
-        print(f"capture on vs off (same engine, both directions to pcapng): TCP "
-              f"{result['engine_capture']['tcp_gbps'] / result['engine']['tcp_gbps']:.3f}x, 64B "
-              f"{result['engine_capture']['pps'] / max(1.0, result['engine']['pps']):.3f}x; frames recorded "
-              f"{sum(c['frames'] for c in captured)}, not recorded (ring full) {sum(c['lost'] for c in captured)}")
+    for name, what in (("engine_1g_capture", "whole frames"), ("engine_1g_capture128", "first 128 bytes, the default")):
+        if name not in result or not result["engine_1g"]["tcp_gbps"]:
+            continue
+        on, off = result[name], result["engine_1g"]
+        captured = [r[name]["capture"] for r in result["rounds"] if name in r]
+        ratios = [r[name]["tcp_gbps"] / r["engine_1g"]["tcp_gbps"] for r in result["rounds"]
+                  if r.get("engine_1g", {}).get("tcp_gbps")]
+        print(f"capture on vs off at 1 Gbit/s (both directions, {what}, to pcapng): TCP "
+              f"{statistics.median(ratios):.3f}x (rounds {', '.join(f'{x:.3f}' for x in ratios)}), 64B "
+              f"{on['pps'] / max(1.0, off['pps']):.3f}x; frames recorded {sum(c['frames'] for c in captured)}, "
+              f"not recorded (ring full) {sum(c['lost'] for c in captured)}")
 
 
 def print_delay(d: dict[str, Any]) -> None:

@@ -100,7 +100,7 @@ class EngineClient:
         return self.request("probe_taps", taps=taps)
 
     def capture_start(self, targets: list[dict[str, Any]], path: str, *, count: int | None = None,
-                      snaplen: int = 65535) -> dict[str, Any]:
+                      snaplen: int = 128) -> dict[str, Any]:
         """Capture link directions into a pcapng file (FastPath.capture_start); `path` absolute."""
         return self.request("capture_start", targets=targets, path=path, count=count, snaplen=snaplen)
 

@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 from emulator.engine.control import OPS
+from emulator.engine.capture import DEFAULT_SNAPLEN
 from emulator.engine.fastpath import EngineOptions, FastPath, LinkSpec
 from emulator.errors import CaspianError, InputError
 from emulator.model.linkparams import LinkParams
@@ -123,7 +124,7 @@ class EngineServer:
             return fp.probe_taps(list(request["taps"]))
         if op == "capture_start":
             return fp.capture_start(list(request["targets"]), str(request["path"]),
-                                    count=request.get("count"), snaplen=int(request.get("snaplen", 65535)))
+                                    count=request.get("count"), snaplen=int(request.get("snaplen", DEFAULT_SNAPLEN)))
         if op == "capture_status":
             return fp.capture_status()
         if op == "capture_stop":

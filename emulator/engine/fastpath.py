@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import _engine
-from emulator.engine.capture import DEFAULT_SNAPLEN, RING_BYTES, CaptureTarget, CaptureWriter
+from emulator.engine.capture import DEFAULT_SNAPLEN, RING_BYTES, WHOLE_FRAMES, CaptureTarget, CaptureWriter
 from emulator.engine.carrier import CarrierTimeline, set_carrier
 from emulator.engine.shards import link_weights, partition
 from emulator.engine.sockets import close_all, kernel_drops, open_link_end
@@ -380,7 +380,10 @@ class FastPath:
         """Capture link directions into the pcapng file `path` (emulator.engine.capture):
         each target `{link, direction}` (both, a_to_b, b_to_a or the sending node),
         optionally with its own `path` (a file per target), until `count` frames or
-        capture_stop. One capture at a time."""
+        capture_stop; frames cut at `snaplen` bytes (0: whole). One capture at a time."""
+        snaplen = WHOLE_FRAMES if snaplen == 0 else snaplen
+        if not 64 <= snaplen <= WHOLE_FRAMES:
+            raise InputError(f"snaplen {snaplen} is outside 64..{WHOLE_FRAMES}", fix="use 0 for whole frames, or 64 or more")
         if self._capture is not None and not self._capture.finished:
             raise InputError("a capture is already running on this testbed", fix="stop it first (Ctrl-C)")
         chosen: list[tuple[_LinkState, int]] = []
@@ -418,7 +421,8 @@ class FastPath:
 
         try:
             self._capture = CaptureWriter(files, drain, stop_engines, status, count=count,
-                                          snaplen=snaplen, application=f"caspian {__version__}")
+                                          snaplen=snaplen, application=f"caspian {__version__}",
+                                          cpus=set(self.options.other_cpus()))
         except OSError as exc:
             raise InputError(f"cannot write the capture file {exc.filename or path}: {exc.strerror}",
                              fix="give -w a path in a writable directory") from exc
