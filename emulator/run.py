@@ -355,8 +355,6 @@ class ScenarioRun:
         if self.capturing:
             self.capturing = False
             self.capture = self.testbed.engine.capture_stop()
-            if self.capture.get("lost"):
-                self.errors.append(f"capture: {self.capture['lost']} frames not recorded (the capture ring was full)")
 
     def stop_and_collect(self) -> tuple[dict[str, float | None], dict[str, dict[str, list]]]:
         """Stop every process this run started (by PID) and compute the metrics."""
@@ -731,6 +729,7 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
         fidelity=fidelity.to_dict(), topology=report_topology(scenario),
         queues=queue_series(engine_fidelity, run.t0_ns, {l.name: l.nodes for l in scenario.topology.links}),
         captures=dict(run.capture["files"]) if run.capture and capture_dir else {},
+        capture_lost=int(run.capture["lost"]) if run.capture and capture_dir else 0,
     )
 
 

@@ -160,6 +160,11 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
         console.print(f"[bold red]error:[/] {escape(error)}")
     for kind, path in (files or {}).items():
         console.print(f"  {kind}: {escape(path)}", soft_wrap=True)
+    for path, frames in report.captures.items():
+        console.print(f"  capture: {escape(path)} ({frames} frames)", soft_wrap=True)
+    if report.capture_lost:
+        console.print(f"[yellow]capture:[/] {report.capture_lost} frames not recorded (the capture ring was full; "
+                      "forwarding was not slowed)", soft_wrap=True)
     for result in report.inconclusive:
         console.print(f"[yellow]inconclusive:[/] {escape(result.metric)}: {escape(result.reason)}", soft_wrap=True)
     fidelity_lines(console, report)

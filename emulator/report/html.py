@@ -217,8 +217,10 @@ def _captures(report: Report) -> str:
         return ""
     items = "".join(f"<li><a href=\"{escape(Path(path).name)}\">{escape(Path(path).name)}</a>: {frames} frames</li>"
                     for path, frames in report.captures.items())
-    return ("<h2>Captures</h2>\n<ul>" + items + "</ul>\n<p class=\"meta\">pcapng; each frame in at its arrival "
-            "stamp and out at its emulated release time (docs/capture.md).</p>")
+    lost = (f"<p><b>{report.capture_lost} frames not recorded</b>: the capture ring was full "
+            "(forwarding was not slowed; the files miss them).</p>" if report.capture_lost else "")
+    return ("<h2>Captures</h2>\n<ul>" + items + "</ul>\n" + lost + "<p class=\"meta\">pcapng; each frame in at "
+            "its arrival stamp and out at its emulated release time (docs/capture.md).</p>")
 
 
 def _plots(files: dict[str, str]) -> str:

@@ -216,6 +216,9 @@ class Report:
     queues: dict[str, list[Point]] = field(default_factory=dict)
     #: the scenario's `capture:` files: path -> frames recorded (docs/capture.md)
     captures: dict[str, int] = field(default_factory=dict)
+    #: frames the capture could not record (its ring was full): the files miss them,
+    #: forwarding did not (not an error: the network was emulated as asked)
+    capture_lost: int = 0
 
     @property
     def verdict(self) -> str:
@@ -287,6 +290,7 @@ class Report:
             "topology": _json_safe(self.topology),
             "queues": {name: [[float(t), float(v)] for t, v in points] for name, points in self.queues.items()},
             "captures": dict(self.captures),
+            "capture_lost": self.capture_lost,
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -306,7 +310,7 @@ class Report:
             errors=list(data.get("errors", [])), timeline=list(data.get("timeline", [])),
             fidelity=dict(data.get("fidelity", {})), topology=dict(data.get("topology", {})),
             queues={name: [(t, v) for t, v in points] for name, points in data.get("queues", {}).items()},
-            captures=dict(data.get("captures", {})),
+            captures=dict(data.get("captures", {})), capture_lost=int(data.get("capture_lost", 0)),
         )
 
 
