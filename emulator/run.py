@@ -612,14 +612,22 @@ def jitter_windows(scenario: Scenario, t0_ns: int) -> dict[str, tuple[int, int]]
     return out
 
 
-def report_topology(scenario: Scenario) -> dict[str, Any]:
-    """The topology for the report's picture, with each stream's least-delay path."""
+def report_topology(scenario: Scenario, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The topology for the report's picture, with each stream's path: the one the
+    failover traces saw before the first step (dynamic routing picks by its own
+    costs), else the least-delay path the static routes take."""
     from emulator.report.topology_view import topology_data
     from emulator.scenario.paths import shortest_path
 
     data = topology_data(scenario.topology)
+    traced = [value for key, value in (metrics or {}).items()
+              if key.startswith("routing.") and key.endswith(".path_before") and isinstance(value, list)]
     streams = {}
     for spec in scenario.traffic:
+        seen = [nodes for nodes in traced if len(nodes) > 1 and nodes[0] == spec.source and nodes[-1] == spec.target]
+        if seen:
+            streams[spec.name] = list(seen[0])
+            continue
         try:
             streams[spec.name] = shortest_path(scenario.topology, spec.source, spec.target)
         except KeyError:
@@ -726,7 +734,7 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
         duration_s=scenario.duration_ns / 1e9, wall_s=time.monotonic() - wall_start,
         versions=collect_versions(), metrics=metrics, assertions=results, marks=run.marks, series=series,
         links=stats, scenario_text=scenario.text, errors=errors, timeline=timeline,
-        fidelity=fidelity.to_dict(), topology=report_topology(scenario),
+        fidelity=fidelity.to_dict(), topology=report_topology(scenario, metrics),
         queues=queue_series(engine_fidelity, run.t0_ns, {l.name: l.nodes for l in scenario.topology.links}),
         captures=dict(run.capture["files"]) if run.capture and capture_dir else {},
         capture_lost=int(run.capture["lost"]) if run.capture and capture_dir else 0,

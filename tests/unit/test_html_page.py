@@ -22,7 +22,7 @@ links:
   baku-aktau: {ends: [baku, aktau], preset: aktau-sumgait}
   aktau-almaty: {ends: [aktau, almaty], delay: 9ms}
   frankfurt-moscow: {ends: [frankfurt, moscow], delay: 9ms}
-  moscow-almaty: {ends: [moscow, almaty], delay: 20ms}
+  moscow-almaty: {ends: [moscow, almaty], delay: 15ms}
   almaty-urumqi: {ends: [almaty, urumqi], delay: 5ms}
 """
 
@@ -76,3 +76,17 @@ def test_write_all_adds_the_page_and_the_topology_png(tmp_path: Path) -> None:
     files = write_all(corridor_report(), tmp_path)
     assert Path(files["html"]).name == "index.html" and png_size(files["topology"])[0] > 500
     assert 'src="topology.png"' in Path(files["html"]).read_text(encoding="utf-8")
+
+
+def test_a_streams_drawn_path_is_the_traced_one_under_dynamic_routing() -> None:
+    from emulator.run import report_topology
+    from emulator.scenario.loader import parse_scenario
+
+    scenario = parse_scenario(CORRIDOR + "duration: 5s\ntraffic:\n  probe: {kind: probe, from: fra, to: urumqi}\n",
+                              source="c.yaml")
+    # static routes: the least-delay path, via Moscow (29.05 ms against 33.96)
+    assert report_topology(scenario)["streams"]["probe"] == ["fra", "frankfurt", "moscow", "almaty", "urumqi"]
+    # dynamic routing chose the Caspian before the cut: that is the path drawn
+    caspian = ["fra", "frankfurt", "istanbul", "baku", "aktau", "almaty", "urumqi"]
+    traced = {"routing.cut1.path_before": caspian, "routing.cut1.path_after": ["fra", "frankfurt", "moscow"]}
+    assert report_topology(scenario, traced)["streams"]["probe"] == caspian
