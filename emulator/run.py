@@ -118,6 +118,8 @@ class ScenarioRun:
         self.host: HostSampler | None = None
         self.traces: dict[str, subprocess.Popen] = {}        # "before:<label>" / "final" -> trace process
         self.late_traces: dict[str, float] = {}              # key -> ms late, for traces discarded as late
+        self.unanswered_traces: list[str] = []               # keys of traces nobody answered
+        self.incomplete_traces: list[str] = []               # keys of traces that did not reach the target
         probes = [s for s in self.streams if s.spec.kind == "probe"]
         self.trace_stream = probes[0] if probes else None
 
@@ -429,6 +431,14 @@ class ScenarioRun:
                     self.late_traces[key] = late_ns / 1e6
                     results[key] = None
                     continue
+                if not any(data["hops"]):
+                    # not even the first router answered: no path was measured (a
+                    # starved trace), which is not the path "the source alone"
+                    self.unanswered_traces.append(key)
+                    results[key] = None
+                    continue
+                if not data["reached"]:
+                    self.incomplete_traces.append(key)
                 results[key] = Trace(hops_to_nodes(data["hops"], owners, self.trace_stream.spec.source),
                                      [float(v) for v in data["rtt_ms"]], bool(data["reached"]))
             except (OSError, ValueError, KeyError) as exc:
@@ -721,6 +731,8 @@ def execute(testbed: Any, scenario: Scenario, *, progress: Callable[[float, str]
                                   metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, run.t0_ns),
                                   floors)
     fidelity.late_traces = dict(run.late_traces)
+    fidelity.unanswered_traces = list(run.unanswered_traces)
+    fidelity.incomplete_traces = list(run.incomplete_traces)
     errors = list(run.errors)
     for name, entry in stats.items():
         for direction in ("a_to_b", "b_to_a"):

@@ -71,6 +71,10 @@ class Fidelity:
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
     #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
     late_traces: dict[str, float] = field(default_factory=dict)
+    #: failover traces that got no answer at all (not even the first router's)
+    unanswered_traces: list[str] = field(default_factory=list)
+    #: failover traces that did not reach their target (a broken path, or answers lost on a busy host)
+    incomplete_traces: list[str] = field(default_factory=list)
 
     @property
     def pacing_late_max_ms(self) -> float:
@@ -239,6 +243,8 @@ def run_problems(fidelity: Fidelity) -> list[str]:
         problems.append(busy)
     for key, late_ms in sorted(fidelity.late_traces.items()):
         problems.append(f"the failover trace {key} began {late_ms:.0f} ms late (discarded)")
+    for key in fidelity.unanswered_traces:
+        problems.append(f"the failover trace {key} got no answer, not even from the first router")
     if fidelity.pacing_late_max_ms > 1.0:
         problems.append(f"a probe left {fidelity.pacing_late_max_ms:.1f} ms late")
     refused = [p for p in fidelity.policies if not p.startswith("SCHED_FIFO")]

@@ -43,7 +43,9 @@ fidelity) during the run:
   beyond STEAL_LIMIT_PCT.
 - a routing metric read from a failover trace that began too late to trust
   (a starved CPU; the trace is discarded rather than read across the step it
-  was to precede) is inconclusive, not a fail;
+  was to precede) or that no router answered is inconclusive, not a fail;
+  so is a failing one when a trace stopped short of its target while the
+  host was busy (host_reason): its answers may have been lost to the host;
 - any other non-numeric assertion (a path, a boolean) and anything else the
   run did not measure keep their plain pass/fail.
 A run is `fail` when any assertion fails or the run had errors, else
@@ -135,9 +137,19 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
     """The verdict on one assertion and, when inconclusive, why."""
     plain = PASS if result.passed else FAIL
     value = result.measured
-    if fidelity is not None and value is None and fidelity.late_traces and result.metric.endswith(TRACED):
-        late = ", ".join(f"{key} {ms:.0f} ms" for key, ms in sorted(fidelity.late_traces.items()))
-        return INCONCLUSIVE, f"not measured: failover traces began late on a busy host ({late})"
+    if fidelity is not None and value is None and result.metric.endswith(TRACED):
+        if fidelity.late_traces:
+            late = ", ".join(f"{key} {ms:.0f} ms" for key, ms in sorted(fidelity.late_traces.items()))
+            return INCONCLUSIVE, f"not measured: failover traces began late on a busy host ({late})"
+        if fidelity.unanswered_traces:
+            return INCONCLUSIVE, (f"not measured: failover traces got no answer on a busy host "
+                                  f"({', '.join(fidelity.unanswered_traces)})")
+    if (fidelity is not None and not result.passed and result.metric.endswith(TRACED)
+            and fidelity.incomplete_traces and host_reason(fidelity)):
+        # a trace that stopped short may have lost its answers to the busy host,
+        # not to the network: its path is no evidence either way
+        return INCONCLUSIVE, (f"failover traces {', '.join(fidelity.incomplete_traces)} did not reach their "
+                              f"target and {host_reason(fidelity)}")
     if fidelity is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return plain, ""
     name = result.metric.rsplit(".", 1)[-1]

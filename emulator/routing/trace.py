@@ -11,7 +11,8 @@ early and name the moment), then
 1. sends one ICMP echo request per TTL 1..max_hops at once (the kernel routes
    them: scapy's raw IP socket) and collects the answers for `--timeout`
    seconds: an ICMP time-exceeded from each router on the way, an echo
-   reply from the target once the TTL reaches it;
+   reply from the target once the TTL reaches it (no second try: it would
+   be sent after the step the trace is to precede);
 2. sends `--pings` echo requests with TTL 64, 20 ms apart: the RTTs.
 
 It prints one JSON object: {"target", "source", "asked_ns" (the moment it was

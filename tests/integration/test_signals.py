@@ -255,6 +255,16 @@ def test_teardown_stops_a_process_started_but_not_yet_recorded(run_state: RunSta
 
     network = Network.build(two_host_topology(), run_state)
     child = network.popen("left", ["sleep", "300"])
+    # teardown only once it runs `sleep` in the node: a child still entering the
+    # namespace when that goes away fails to enter it (exit 125), as it should
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{child.pid}/comm").read_text().strip() == "sleep":
+                break
+        except OSError:
+            break
+        time.sleep(0.01)
     # a process of the node that is not our child (its parent, the shell, has exited)
     orphan_pid = int(network.popen("right", ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
                                    stdout=subprocess.PIPE, text=True).communicate(timeout=10)[0])

@@ -345,3 +345,20 @@ def test_a_delay_bound_below_the_models_floor_fails_on_any_machine() -> None:
     # uniform jitter: 5 - 1; normal jitter: unbounded below, nothing; plain 3 ms
     assert path_floor_ns(topology, hops) == 7_000_000
     assert path_floor_ns(topology, hops, frozenset({"c-d"})) == 4_000_000
+
+
+def test_an_unanswered_failover_trace_makes_its_metrics_inconclusive() -> None:
+    silent = Fidelity(unanswered_traces=["final"])
+    verdict, reason = judge(AssertionResult("routing.restore1.reverts_on_restore", "equals true", None, False), silent)
+    assert verdict == "inconclusive" and "no answer" in reason and "final" in reason
+    assert any("final got no answer" in p for p in silent.problems())
+
+
+def test_a_trace_that_stopped_short_on_a_busy_host_is_no_evidence() -> None:
+    short = Fidelity(incomplete_traces=["before:cut1"], pressure_pct=48.0)
+    failing = AssertionResult("routing.restore1.reverts_on_restore", "equals true", False, False)
+    verdict, reason = judge(failing, short)
+    assert verdict == "inconclusive" and "before:cut1" in reason and "waited for a CPU" in reason
+    # on a quiet host a trace that stops short is the network's answer: a fail
+    assert judge(failing, Fidelity(incomplete_traces=["before:cut1"], pressure_pct=3.0)) == ("fail", "")
+    assert judge(AssertionResult("routing.restore1.reverts_on_restore", "", True, True), short) == ("pass", "")
