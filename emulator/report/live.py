@@ -83,20 +83,32 @@ def watch(read: Callable[[], dict[str, Any]], *, interval_s: float = INTERVAL_S,
           rounds: int | None = None, console: Any = None) -> int:
     """Redraw the table every `interval_s` from `read()` until Ctrl-C (or `rounds`
     redraws); the number of redraws."""
+    import signal
+    import threading
+
     from rich.console import Console
     from rich.live import Live
 
     console = console or Console()
+    # Ctrl-C and SIGTERM end the loop through a flag, never as an exception raised
+    # inside rich's redraw (which holds a lock its refresh thread then waits for)
+    leave = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: leave.set())
     before, then = read(), time.monotonic()
     drawn = 0
     try:
         with Live(table([]), console=console, refresh_per_second=4, transient=False) as live:
-            while rounds is None or drawn < rounds:
-                time.sleep(max(0.0, then + interval_s - time.monotonic()))
+            while (rounds is None or drawn < rounds) and not leave.is_set():
+                if leave.wait(max(0.0, then + interval_s - time.monotonic())):
+                    break
                 after, now = read(), time.monotonic()
                 live.update(table(rates(before, after, now - then)))
                 before, then = after, now
                 drawn += 1
-    except KeyboardInterrupt:
-        pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return drawn

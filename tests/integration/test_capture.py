@@ -215,24 +215,44 @@ def test_capture_stopped_by_a_signal_leaves_a_complete_file_and_stats_watch_draw
     topology.write_text("name: capsig\nnodes: {left: {role: host}, right: {role: host}}\n"
                         "links:\n  left-right: {ends: [left, right], delay: 2ms, rate: 10mbit}\n")
     assert subprocess.run([*base, "up", str(topology)], capture_output=True, timeout=60, cwd=root).returncode == 0
+    procs: list[subprocess.Popen] = []
     try:
-        ping = subprocess.Popen([*base, "exec", "left", "--", "ping", "-c", "150", "-i", "0.01", "right"],
+        ping = subprocess.Popen([*base, "exec", "left", "--", "ping", "-c", "300", "-i", "0.01", "right"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
         out = tmp_path / "signalled.pcapng"
         capture = subprocess.Popen([*base, "capture", "left-right", "-w", str(out)], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, cwd=root)
         watch = subprocess.Popen([*base, "stats", "--watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, cwd=root, env={**os.environ, "COLUMNS": "160"})
-        time.sleep(2.5)
+        procs = [ping, capture, watch]
+        # signal the capture once it said it runs; the table (drawn to a pipe only
+        # when it ends) after a few of its one-second rounds
+        assert capture.stderr is not None and "capturing" in capture.stderr.readline()
+
+        def catches_sigterm(pid: int) -> bool:
+            """The process has its SIGTERM handler in place (`stats --watch` sets one as its loop starts)."""
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+            return False
+
+        deadline = time.monotonic() + 60
+        while not catches_sigterm(watch.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.5)   # two of its one-second rounds
         capture.send_signal(signal.SIGTERM)
         watch.send_signal(signal.SIGINT)
-        _, err = capture.communicate(timeout=30)
-        shown, _ = watch.communicate(timeout=30)
-        ping.wait(timeout=30)
+        _, err = capture.communicate(timeout=60)
+        shown, _ = watch.communicate(timeout=60)
+        ping.wait(timeout=60)
         assert capture.returncode == 0 and "frames to" in err, err
         frames = int(err.split("caspian capture: ")[1].split()[0])
         # whole blocks only: tshark reads every frame the summary counts, no truncation warning
         assert frames > 0 and len(tshark_rows(out)) == frames
         assert watch.returncode == 0 and "left→right" in shown and "out rate" in shown, shown[-500:]
     finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
         assert subprocess.run([*base, "down"], capture_output=True, timeout=60, cwd=root).returncode == 0

@@ -277,12 +277,16 @@ def test_live_link_set_takes_effect_on_next_packet(make_testbed: Any) -> None:
     restored = [r for r in got if r.sent_s > back_done + 0.025]
     assert len(old) >= 30 and len(new) >= 30 and len(restored) >= 10, (len(old), len(new), len(restored))
     base = statistics.median(old)
-    # Tolerance 0.3 ms on one ping: ping prints 0.1 ms steps above 10 ms
-    # (±0.05), the base it is compared with ±0.005, and each of the two cable
-    # releases may be up to 80-180 µs late in the worst case (p99 ~55 µs).
+    # The change takes effect on the next packet: the first ping after it is
+    # nearer the new RTT than the old, i.e. within rise/2 (8 ms) of base + rise;
+    # one ping's RTT can be a millisecond late on a loaded host (a stalled vCPU,
+    # the stacks waiting for a CPU), far less than 8 ms. The accuracy is judged
+    # on medians, with 0.3 ms: ping prints 0.1 ms steps above 10 ms (±0.05), the
+    # base ±0.005, and each of the two cable releases' typical lateness is tens
+    # of µs (p99 ~55 µs).
     first = new[0]
     print(f"base {base:.3f} ms, first after {first.rtt_ms} ms (expected +{rise_ms:.3f}), back {restored[0].rtt_ms}")
-    assert abs(first.rtt_ms - base - rise_ms) <= 0.3, (
+    assert abs(first.rtt_ms - base - rise_ms) < rise_ms / 2, (
         f"first ping after the change: {first.rtt_ms} ms, expected {base:.3f} + {rise_ms:.3f}"
     )
     assert abs(statistics.median(r.rtt_ms for r in new) - base - rise_ms) <= 0.3
@@ -290,8 +294,8 @@ def test_live_link_set_takes_effect_on_next_packet(make_testbed: Any) -> None:
     for r in got:
         if r.sent_s < set_start and r.received_s > set_done:
             assert base - 0.3 <= r.rtt_ms <= base + rise_ms + 0.3, r
-    # Set back: the next ping is at the old RTT again (same tolerance).
-    assert abs(restored[0].rtt_ms - base) <= 0.3, (restored[0], base)
+    # Set back: the next ping is at the old RTT again (same rule).
+    assert abs(restored[0].rtt_ms - base) < rise_ms / 2, (restored[0], base)
     assert abs(statistics.median(r.rtt_ms for r in restored) - base) <= 0.3
     assert testbed.engine.params(CABLE, "a_to_b") == original["a_to_b"]
     assert_invariant(testbed.stats())

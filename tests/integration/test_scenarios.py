@@ -51,11 +51,12 @@ def _inconclusive(report_dir: Path) -> str:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[os.path.basename(p) for p in SCENARIOS])
 def test_shipped_scenario_runs_green(path: str, run_root: str, tmp_path: Path) -> None:
     report_dir = tmp_path / "report"
-    # one more run when the first is inconclusive (the machine, not the network, could
-    # have flipped an assertion: docs/verdicts.md); still inconclusive: skipped, with why
-    done = _caspian(run_root, "run", path, "--report", str(report_dir), "--repeat-inconclusive", "1", timeout=480)
+    # inconclusive (the machine, not the network, could have flipped an assertion:
+    # docs/verdicts.md): skipped, with why. No second run: on a loaded CI machine
+    # the repeats took minutes of the suite's 15 and were mostly inconclusive again.
+    done = _caspian(run_root, "run", path, "--report", str(report_dir), timeout=480)
     if done.returncode == 3:
-        pytest.skip(f"inconclusive twice: {_inconclusive(report_dir)}")
+        pytest.skip(f"inconclusive: {_inconclusive(report_dir)}")
     assert done.returncode == 0, f"{os.path.basename(path)} failed: {_failed_assertions(report_dir)}\n" \
                                  f"{done.stderr[-2000:]}\n{done.stdout[-3000:]}"
     for name in ("report.json", "junit.xml", "delay.png", "topology.png", "index.html"):
