@@ -12,15 +12,16 @@ APT_PACKAGES := iproute2 iputils-ping ethtool iperf3 bird2 frr procps
 # Commands that prove the packages above are present (skip apt when they are).
 APT_PROBES   := ip ping ethtool iperf3 bird vtysh ps
 PYTEST_ARGS ?=
-# Tools only the tests drive: a real browser loads the HTML report (tests/integration/test_html_report.py).
-TEST_APT_PACKAGES := chromium
-TEST_APT_PROBES   := chromium
+# Tools only the tests drive: a real browser loads the HTML report (tests/integration/test_html_report.py),
+# tshark reads the pcapng captures back (tests/integration/test_capture.py).
+TEST_APT_PACKAGES := chromium tshark
+TEST_APT_PROBES   := chromium tshark
 # apt-get install of the packages that follow it (as root, or through sudo)
 APT_INSTALL = SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: all deps system-deps test-deps venv build debug run test unit integration fuzz bench clean
+.PHONY: all deps system-deps test-deps venv build debug run stubtest typecheck test unit integration fuzz bench clean
 
 all: build
 
@@ -65,8 +66,18 @@ debug: deps
 run: build
 	$(VENV)/bin/caspian run $(SCENARIO)
 
+# The compiled module's stub (emulator/_engine.pyi) against the module itself:
+# every name, parameter and default. Only Cython's own artefacts are allowed through.
+stubtest: build
+	$(PY) -m mypy.stubtest --allowlist cext/stubtest-allowlist.txt emulator._engine
+
+# The whole package against its type hints (settings in pyproject.toml): the seams
+# between layers are typed, and this keeps them honest.
+typecheck: build
+	$(PY) -m mypy
+
 # pytest exit 5 means "no tests collected": that must fail, never pass silently.
-test: build test-deps
+test: build test-deps stubtest typecheck
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -44,7 +44,7 @@ setup(
             "linetrace": DEBUG,
         },
     ),
-    install_requires=["pyroute2>=0.9,<0.10", "scapy>=2.5,<3", "pyyaml>=6,<7", "rich>=13"],
+    install_requires=["pyroute2>=0.9,<0.10", "psutil>=7,<8", "scapy>=2.5,<3", "pyyaml>=6,<7", "rich>=13"],
     entry_points={
         "console_scripts": ["caspian = emulator.cli:main"],
         "pytest11": ["caspian = emulator.pytest_plugin"],

@@ -99,3 +99,38 @@ cdef void capture_block(CaptureRing *r, int32_t interface, int64_t t_ns, const u
     ring_write(r, head + 28 + padded, tail, n)
     r.blocks += 1
     csp_store_i64(&r.head, head + total)
+
+
+cdef int ring_open(CaptureRing *r, int64_t size, int snaplen) except -1:
+    """Engine.capture_open: make the ring once; a later call may change only the snaplen."""
+    if r.buf != NULL:
+        if size != r.size:
+            raise EngineStateError(f"the capture ring exists with {r.size} bytes, not {size}")
+        r.snaplen = snaplen
+        return 0
+    if size < 65536 or size & (size - 1) or not 64 <= snaplen <= 65535:
+        raise EngineParamError(f"capture ring size {size}, snaplen {snaplen}: "
+                               "size a power of two >= 65536, snaplen 64..65535")
+    r.buf = <uint8_t *>csp_malloc(<size_t>size)
+    if r.buf == NULL:
+        raise MemoryError()
+    r.size = size
+    r.snaplen = snaplen
+    return 0
+
+
+cdef bytes ring_drain(CaptureRing *r):
+    """Engine.capture_drain: the whole blocks written since the last drain, as bytes
+    (the consumer's side: `tail` is published once they are copied out)."""
+    if r.buf == NULL:
+        return b""
+    cdef int64_t head = csp_load_i64(&r.head)
+    cdef int64_t tail = r.tail
+    cdef int64_t n = head - tail
+    cdef int64_t off = tail & (r.size - 1)
+    cdef int64_t first = n if off + n <= r.size else r.size - off
+    out = PyBytes_FromStringAndSize(<char *>(r.buf + off), first)
+    if first < n:
+        out += PyBytes_FromStringAndSize(<char *>r.buf, n - first)
+    csp_store_i64(&r.tail, head)
+    return out

@@ -2,9 +2,11 @@
 # per-packet pipeline. THE ORDER OF THE PIPELINE IS WRITTEN DOWN HERE ONCE
 # (netem's order, see DESIGN.md "The fast path"):
 #   1 outage  2 loss  3 duplicate/corrupt  4 queue admission  5 rate
-#   6 delay + jitter  7 release in time order (engine.pyx)
-# The functions take the time as an argument and touch no socket, so the
-# offline mode drives exactly this code on a virtual clock.
+#   6 delay + jitter  7 release in time order (loop.pxi)
+# What each stage computes (loss models, jitter, rate, queue) is in stages.pxi;
+# the order they run in is `pipeline_admit` here. The functions take the time
+# as an argument and touch no socket, so the offline mode drives exactly this
+# code on a virtual clock.
 from libc.string cimport memcpy
 
 # Why a packet was dropped; every drop has exactly one reason.
@@ -18,14 +20,15 @@ cdef enum:
     N_DROP_REASONS = 6
 
 DROP_REASON_NAMES = ("outage", "loss", "queue", "overflow", "malformed", "send_error")
+assert len(DROP_REASON_NAMES) == N_DROP_REASONS
 # the same words for a dropped frame's capture comment
-cdef const char *DROP_COMMENTS[6]
-DROP_COMMENTS[0] = b"dropped: outage"
-DROP_COMMENTS[1] = b"dropped: loss"
-DROP_COMMENTS[2] = b"dropped: queue"
-DROP_COMMENTS[3] = b"dropped: overflow"
-DROP_COMMENTS[4] = b"dropped: malformed"
-DROP_COMMENTS[5] = b"dropped: send_error"
+cdef const char *DROP_COMMENTS[N_DROP_REASONS]
+DROP_COMMENTS[DROP_OUTAGE] = b"dropped: outage"
+DROP_COMMENTS[DROP_LOSS] = b"dropped: loss"
+DROP_COMMENTS[DROP_QUEUE] = b"dropped: queue"
+DROP_COMMENTS[DROP_OVERFLOW] = b"dropped: overflow"
+DROP_COMMENTS[DROP_MALFORMED] = b"dropped: malformed"
+DROP_COMMENTS[DROP_SEND_ERROR] = b"dropped: send_error"
 
 cdef enum:
     ETH_HEADER_BYTES = 14
@@ -43,6 +46,10 @@ cdef enum:
 cdef double PARETO_ALPHA = 3.0
 
 
+cdef enum:
+    LATENESS_BINS = 16       # release-lateness histogram: < 1, 2, 4 ... 16384 µs, and above
+
+
 cdef struct Counters:
     uint64_t rx_packets
     uint64_t rx_bytes
@@ -50,14 +57,14 @@ cdef struct Counters:
     uint64_t tx_bytes
     uint64_t duplicated
     uint64_t corrupted
-    uint64_t drop_packets[6]
-    uint64_t drop_bytes[6]
+    uint64_t drop_packets[N_DROP_REASONS]
+    uint64_t drop_bytes[N_DROP_REASONS]
     uint64_t in_flight
     uint64_t queued          # of those, awaiting the serializer (a rate-limited link's queue)
     # how late each release left vs its scheduled time: bin k counts
-    # lateness < 2^k µs (bin 15 also everything above); the engine's own
-    # timing error, separate from any queueing the model adds
-    uint64_t late_hist[16]
+    # lateness < 2^k µs (the last bin also everything above); the engine's
+    # own timing error, separate from any queueing the model adds
+    uint64_t late_hist[LATENESS_BINS]
     int64_t late_max_ns
 
 
@@ -183,12 +190,12 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     idle link lazily, so a testbed of hundreds of idle links stays small."""
     d.capacity = capacity
     d.slot_bytes = slot_bytes
-    d.slots = <Slot *>malloc(capacity * sizeof(Slot))
-    d.frames = <uint8_t *>malloc(<size_t>capacity * slot_bytes)
-    d.free_stack = <int *>malloc(capacity * sizeof(int))
-    d.heap = <int *>malloc(capacity * sizeof(int))
-    d.backlog_departure = <int64_t *>malloc(capacity * sizeof(int64_t))
-    d.backlog_bytes = <int32_t *>malloc(capacity * sizeof(int32_t))
+    d.slots = <Slot *>csp_malloc(capacity * sizeof(Slot))
+    d.frames = <uint8_t *>csp_malloc(<size_t>capacity * slot_bytes)
+    d.free_stack = <int *>csp_malloc(capacity * sizeof(int))
+    d.heap = <int *>csp_malloc(capacity * sizeof(int))
+    d.backlog_departure = <int64_t *>csp_malloc(capacity * sizeof(int64_t))
+    d.backlog_bytes = <int32_t *>csp_malloc(capacity * sizeof(int32_t))
     if (d.slots == NULL or d.frames == NULL or d.free_stack == NULL or d.heap == NULL
             or d.backlog_departure == NULL or d.backlog_bytes == NULL):
         return -1
@@ -224,16 +231,16 @@ cdef void direction_free(Direction *d) noexcept nogil:
     params_free(d.params)
     params_free(<Params *>csp_xchg_ptr(<void **>&d.pending, NULL))
     d.params = NULL
-    free(d.slots); free(d.frames); free(d.free_stack); free(d.heap)
-    free(d.backlog_departure); free(d.backlog_bytes)
+    csp_free(d.slots); csp_free(d.frames); csp_free(d.free_stack); csp_free(d.heap)
+    csp_free(d.backlog_departure); csp_free(d.backlog_bytes)
     d.slots = NULL; d.frames = NULL; d.free_stack = NULL; d.heap = NULL
     d.backlog_departure = NULL; d.backlog_bytes = NULL
     schedule_free(d.schedule)
     schedule_free(<Schedule *>csp_xchg_ptr(<void **>&d.pending_schedule, NULL))
     d.schedule = NULL
-    free(d.queue_bins)
+    csp_free(d.queue_bins)
     d.queue_bins = NULL
-    free(d.tap_t); free(d.tap_seq); free(d.tap_stream)
+    csp_free(d.tap_t); csp_free(d.tap_seq); csp_free(d.tap_stream)
     d.tap_t = NULL; d.tap_seq = NULL; d.tap_stream = NULL
 
 
@@ -307,215 +314,6 @@ cdef inline void slot_release(Direction *d, int slot) noexcept nogil:
     d.free_top += 1
 
 
-# ---------------------------------------------------------------- stage 2: loss
-
-cdef inline bint loss_decision(Direction *d, Params *p) noexcept nogil:
-    """True when the loss model drops this packet (netem's sch_netem.c logic)."""
-    cdef double rnd
-    cdef int state
-    if p.loss_kind == LOSS_RANDOM:
-        return prng_chance(&d.rng, p.loss_p[0])
-    if p.loss_kind == LOSS_GEMODEL:
-        # p = P(G->B), r = P(B->G), 1-h = loss in B, 1-k = loss in G.
-        # As in netem, the transition is drawn first and the loss decision
-        # uses the state the packet found on arrival.
-        state = d.loss_state
-        if state == GE_GOOD:
-            if prng_uniform(&d.rng) < p.loss_p[0]:
-                d.loss_state = GE_BAD
-            return prng_uniform(&d.rng) < p.loss_p[3]
-        else:
-            if prng_uniform(&d.rng) < p.loss_p[1]:
-                d.loss_state = GE_GOOD
-            return prng_uniform(&d.rng) < p.loss_p[2]
-    if p.loss_kind == LOSS_STATE:
-        # loss_p = (p13, p31, p32, p23, p14); netem's a1..a5 = p13, p31, p32, p14, p23.
-        if d.loss_state < ST_TX_GAP or d.loss_state > ST_LOST_GAP:
-            d.loss_state = ST_TX_GAP
-        rnd = prng_uniform(&d.rng)
-        state = d.loss_state
-        if state == ST_TX_GAP:
-            if rnd < p.loss_p[4]:
-                d.loss_state = ST_LOST_GAP
-                return True
-            elif rnd < p.loss_p[4] + p.loss_p[0]:
-                d.loss_state = ST_LOST_BURST
-                return True
-            return False
-        elif state == ST_TX_BURST:
-            if rnd < p.loss_p[3]:
-                d.loss_state = ST_LOST_BURST
-                return True
-            return False
-        elif state == ST_LOST_BURST:
-            # p32 back to a burst's transmissions, p31 back to the gap,
-            # otherwise (1 - p31 - p32) the burst goes on: lose this one too.
-            if rnd < p.loss_p[2]:
-                d.loss_state = ST_TX_BURST
-                return False
-            elif rnd < p.loss_p[1] + p.loss_p[2]:
-                d.loss_state = ST_TX_GAP
-                return False
-            return True
-        else:  # ST_LOST_GAP: one isolated loss, then back to the gap
-            d.loss_state = ST_TX_GAP
-            return False
-    return False
-
-
-# ---------------------------------------------------------------- stage 6: jitter
-
-cdef inline double jitter_standard(Direction *d, int distribution) noexcept nogil:
-    """A jitter sample with mean 0 and the distribution's unit scale:
-    uniform on [-1, 1] (netem: delay ± jitter), the others with std dev 1."""
-    cdef double u, pareto, xm
-    if distribution == DIST_NORMAL:
-        return prng_normal(&d.rng)
-    if distribution == DIST_PARETO or distribution == DIST_PARETONORMAL:
-        # Pareto(alpha=3, xm) has mean 1.5 xm and std xm*sqrt(3)/2: shift and
-        # scale it to mean 0, std 1 (heavy right tail: occasional late packets).
-        u = 1.0 - prng_uniform(&d.rng)
-        xm = 2.0 / sqrt(3.0)
-        pareto = xm * (u ** (-1.0 / PARETO_ALPHA)) - 1.5 * xm
-        if distribution == DIST_PARETO:
-            return pareto
-        # iproute2's paretonormal: a quarter normal, three quarters Pareto,
-        # renormalised to unit variance.
-        return (0.25 * prng_normal(&d.rng) + 0.75 * pareto) / sqrt(0.25 * 0.25 + 0.75 * 0.75)
-    return 2.0 * prng_uniform(&d.rng) - 1.0
-
-
-cdef inline int64_t jitter_sample_ns(Direction *d, Params *p) noexcept nogil:
-    cdef double fresh, rho, z
-    if p.jitter_ns <= 0:
-        return 0
-    fresh = jitter_standard(d, p.distribution)
-    rho = p.jitter_correlation
-    if rho > 0.0:
-        # AR(1) keeps the variance (netem's (1-rho)*u + rho*last shrinks it).
-        z = rho * d.jitter_last + sqrt(1.0 - rho * rho) * fresh
-    else:
-        z = fresh
-    d.jitter_last = z
-    return <int64_t>(z * p.jitter_ns)
-
-
-# ---------------------------------------------------------------- stage 5: rate
-
-cdef inline int64_t _trace_opportunity_ns(Direction *d, Params *p) noexcept nogil:
-    return d.trace_base_ns + p.trace_ns[d.trace_idx]
-
-
-cdef inline void _trace_next(Direction *d, Params *p) noexcept nogil:
-    d.trace_idx += 1
-    if d.trace_idx >= p.trace_len:
-        d.trace_idx = 0
-        d.trace_base_ns += p.trace_period_ns
-    d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
-
-
-cdef inline int64_t trace_departure(Direction *d, Params *p, int64_t ready_ns, int64_t nbytes) noexcept nogil:
-    """Mahimahi semantics: each trace line is one 1500-byte delivery opportunity;
-    a packet leaves at the opportunity that carries its last byte. Opportunities
-    that pass with nothing queued are lost."""
-    cdef int64_t periods, offset
-    cdef int lo, hi, mid
-    if d.trace_of != p:
-        # New trace: start its first period now.
-        d.trace_of = p
-        d.trace_base_ns = ready_ns
-        d.trace_idx = 0
-        d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
-    if _trace_opportunity_ns(d, p) < ready_ns:
-        # Idle gap: jump to the first opportunity at or after ready_ns.
-        if ready_ns - d.trace_base_ns >= p.trace_period_ns:
-            periods = (ready_ns - d.trace_base_ns) // p.trace_period_ns
-            d.trace_base_ns += periods * p.trace_period_ns
-        offset = ready_ns - d.trace_base_ns
-        lo = 0
-        hi = p.trace_len
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if p.trace_ns[mid] < offset:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo >= p.trace_len:
-            d.trace_base_ns += p.trace_period_ns
-            lo = 0
-        d.trace_idx = lo
-        d.trace_left_bytes = TRACE_OPPORTUNITY_BYTES
-    while True:
-        if d.trace_left_bytes == 0:
-            _trace_next(d, p)
-        if nbytes <= d.trace_left_bytes:
-            d.trace_left_bytes -= nbytes
-            return _trace_opportunity_ns(d, p)
-        nbytes -= d.trace_left_bytes
-        d.trace_left_bytes = 0
-
-
-cdef inline int64_t serialization_departure(Direction *d, Params *p, int64_t arrival_ns, int32_t length) noexcept nogil:
-    """When the packet's last bit has left the serializer."""
-    cdef int64_t start = arrival_ns if arrival_ns > d.last_departure else d.last_departure
-    cdef int64_t wire_bytes
-    if p.trace_len > 0:
-        d.last_departure = trace_departure(d, p, start, length)
-    elif p.rate_bps > 0:
-        wire_bytes = length + p.overhead_bytes
-        d.last_departure = start + (wire_bytes * 8 * <int64_t>1000000000) // p.rate_bps
-    else:
-        d.last_departure = arrival_ns
-    return d.last_departure
-
-
-# ---------------------------------------------------------------- stage 4: queue
-
-cdef inline void backlog_drain(Direction *d, int64_t now_ns) noexcept nogil:
-    """Forget packets whose serialization has finished by now."""
-    while d.backlog_count > 0 and d.backlog_departure[d.backlog_head] <= now_ns:
-        d.backlog_total_bytes -= d.backlog_bytes[d.backlog_head]
-        d.backlog_head += 1
-        if d.backlog_head == d.capacity:
-            d.backlog_head = 0
-        d.backlog_count -= 1
-
-
-cdef inline bint queue_admits(Direction *d, Params *p, int64_t now_ns, int32_t length) noexcept nogil:
-    backlog_drain(d, now_ns)
-    if p.rate_bps == 0 and p.trace_len == 0:
-        return True          # an unlimited serializer never builds a queue
-    if p.limit_packets > 0 and d.backlog_count >= p.limit_packets:
-        return False
-    if p.limit_bytes > 0 and d.backlog_total_bytes + length > p.limit_bytes:
-        return False
-    return True
-
-
-cdef inline void bin_queue(Direction *d, int64_t arrival_ns) noexcept nogil:
-    """Keep the largest queue (packets awaiting serialization) of the arrival's time bin."""
-    cdef int64_t epoch = csp_load_i64(d.bin_epoch)
-    cdef int64_t b
-    if epoch <= 0 or arrival_ns < epoch:
-        return
-    b = (arrival_ns - epoch) // d.bin_ns
-    if b < d.queue_bins_len and d.backlog_count > d.queue_bins[b]:
-        d.queue_bins[b] = d.backlog_count
-
-
-cdef inline void backlog_add(Direction *d, int64_t departure_ns, int32_t length) noexcept nogil:
-    cdef int tail
-    if d.backlog_count == d.capacity:
-        return               # cannot happen: at most `capacity` packets in flight
-    tail = d.backlog_head + d.backlog_count
-    if tail >= d.capacity:
-        tail -= d.capacity
-    d.backlog_departure[tail] = departure_ns
-    d.backlog_bytes[tail] = length
-    d.backlog_count += 1
-    d.backlog_total_bytes += length
-
-
 # ---------------------------------------------------------------- stage 0: schedule
 
 cdef void schedule_free(Schedule *s) noexcept nogil:
@@ -524,9 +322,9 @@ cdef void schedule_free(Schedule *s) noexcept nogil:
         return
     for i in range(s.len):
         params_free(s.items[i].params)
-    free(s.items)
+    csp_free(s.items)
     schedule_free(s.retired)
-    free(s)
+    csp_free(s)
 
 
 cdef inline void direction_take_schedule(Direction *d) noexcept nogil:
@@ -640,7 +438,7 @@ cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
     cdef int k = 0
     if late_ns > d.counters.late_max_ns:
         d.counters.late_max_ns = late_ns
-    while k < 15 and us >= (<int64_t>1 << k):
+    while k < LATENESS_BINS - 1 and us >= (<int64_t>1 << k):
         k += 1
     d.counters.late_hist[k] += 1
 

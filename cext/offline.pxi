@@ -21,7 +21,7 @@ def offline_run(dict params, arrivals_ns, lengths, uint64_t seed=1, *,
     """
     cdef Py_ssize_t n = len(arrivals_ns)
     if len(lengths) != n:
-        raise ValueError("arrivals_ns and lengths differ in length")
+        raise EngineParamError("arrivals_ns and lengths differ in length")
     cdef Direction d
     memset(&d, 0, sizeof(Direction))
     cdef int slot_bytes = (max_frame + 63) & ~63
@@ -49,9 +49,9 @@ def offline_run(dict params, arrivals_ns, lengths, uint64_t seed=1, *,
             now = arrivals_ns[i]
             length = lengths[i]
             if now < prev:
-                raise ValueError(f"arrival {i} goes back in time")
+                raise EngineParamError(f"arrival {i} goes back in time")
             if not 8 <= length <= max_frame:
-                raise ValueError(f"length {length} of packet {i} is outside 8..{max_frame}")
+                raise EngineParamError(f"length {length} of packet {i} is outside 8..{max_frame}")
             prev = now
             while next_swap < len(swaps) and swaps[next_swap][0] <= now:
                 fresh = params_from_dict(swaps[next_swap][1])

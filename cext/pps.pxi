@@ -11,7 +11,7 @@ def blast(int fd, bytes frame, double duration_s, int batch=64, double rate_pps=
     (ENOBUFS and the like); EAGAIN is retried.
     """
     if not 1 <= batch <= MAX_BATCH:
-        raise ValueError(f"batch must be within 1..{MAX_BATCH}")
+        raise EngineParamError(f"batch must be within 1..{MAX_BATCH}")
     cdef mmsghdr msgs[MAX_BATCH]
     cdef iovec iov
     cdef const char *data = frame
@@ -63,12 +63,12 @@ def count_frames(int fd, double duration_s, int ethertype, int batch=64) -> dict
     over the span the frames actually arrived in.
     """
     if not 1 <= batch <= MAX_BATCH:
-        raise ValueError(f"batch must be within 1..{MAX_BATCH}")
+        raise EngineParamError(f"batch must be within 1..{MAX_BATCH}")
     cdef mmsghdr msgs[MAX_BATCH]
     cdef iovec iov[MAX_BATCH]
     cdef uint8_t control[MAX_BATCH][CONTROL_BYTES]
     cdef sockaddr_ll addr[MAX_BATCH]
-    cdef uint8_t *frames = <uint8_t *>malloc(MAX_BATCH * 2048)
+    cdef uint8_t *frames = <uint8_t *>csp_malloc(MAX_BATCH * 2048)
     if frames == NULL:
         raise MemoryError()
     cdef pollfd pfd
@@ -117,7 +117,7 @@ def count_frames(int fd, double duration_s, int ethertype, int batch=64) -> dict
                     packets += 1
                     nbytes += msgs[k].msg_len
     finally:
-        free(frames)
+        csp_free(frames)
     return {"packets": packets, "bytes": nbytes, "first_ns": first, "last_ns": last}
 
 
@@ -130,7 +130,7 @@ def send_probes(int fd, bytes header, double duration_s, double rate_pps, int si
     possible to the measured one-way delay.
     """
     if len(header) != 14 or not 30 <= size <= 2048:
-        raise ValueError("header must be 14 bytes and size within 30..2048")
+        raise EngineParamError("header must be 14 bytes and size within 30..2048")
     cdef uint8_t buf[2048]
     memset(buf, 0, sizeof(buf))
     memcpy(buf, <const char *>header, 14)

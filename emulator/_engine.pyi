@@ -1,15 +1,26 @@
-"""Type stubs for the compiled fast path (cext/engine.pyx)."""
+"""Type stubs for the compiled fast path (cext/engine.pyx).
 
-from array import array
+`make test` checks them against the built module (`make stubtest`: mypy.stubtest,
+Cython's own artefacts listed in cext/stubtest-allowlist.txt). The engine raises
+the Engine*Error classes of emulator.errors, each also its old builtin.
+"""
+
 from typing import Any, Iterable, Sequence
+
+from typing_extensions import Self, disjoint_base
 
 DROP_REASON_NAMES: tuple[str, ...]
 
 def now_ns() -> int: ...
+def allocated_blocks() -> int: ...
+def fail_allocation_after(n: int) -> None: ...
 
+@disjoint_base
 class Engine:
-    def __init__(self, slots_per_direction: int = ..., batch: int = ..., spin_ns: int = ...,
-                 max_spin_ns: int = ..., doze_ns: int = ...) -> None: ...
+    # A Cython class takes its arguments in __cinit__ (tp_new): stubtest reads them
+    # from the class's text signature, so the stub declares __new__, not __init__.
+    def __new__(cls, slots_per_direction: int = ..., batch: int = ..., spin_ns: int = ...,
+                max_spin_ns: int = ..., doze_ns: int = ...) -> Self: ...
     @property
     def n_links(self) -> int: ...
     @property

@@ -1,7 +1,7 @@
 """`caspian` — the command line (tc/ip-like words, Mininet-like verbs).
 
     caspian run [SCENARIO] [--seed N]        build, measure, tear down
-    caspian validate FILE                    check a topology file
+    caspian validate [--plan] FILE           check a topology file (and print both plans)
     caspian up [FILE] / caspian down [--all] a testbed that stays up
     caspian exec NODE -- CMD...              run anything inside a node
     caspian link show|set|cut|restore LINK [netem words]
@@ -26,7 +26,6 @@ output cannot drive the terminal.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex
@@ -37,58 +36,18 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from emulator.errors import CaspianError, EnvironmentProblem, InputError
+from emulator.errors import CaspianError, InputError
+from emulator.cli_testbed import cmd_capture, cmd_exec, cmd_link, cmd_stats
 from emulator.network.state import DEFAULT_ROOT
+# the terminal contract; printable_data is also this module's API (tests, plugins)
+from emulator.terminal import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, printable, printable_data,
+                               root_required, say)
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-#: Ctrl-C, as a shell reports a process SIGINT ended
-EXIT_INTERRUPTED = 130
-#: an error line is cut to this many characters (the crash log keeps it whole)
-MAX_LINE_CHARS = 1000
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "build_parser", "main", "printable",
+           "printable_data"]
+
 #: crash logs kept in crash_log_dir(): the oldest go first
 CRASH_LOGS_KEPT = 20
-
-
-# ---------------------------------------------------------------- what reaches the terminal
-
-def printable(text: str) -> str:
-    """`text` with every non-printable character escaped as Python writes it
-    (a newline as `\\n`, ESC as `\\x1b`), so it is one line that cannot
-    move the cursor, retitle the terminal or hide what precedes it."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
-def _line(text: str) -> str:
-    """One printable line of at most MAX_LINE_CHARS characters."""
-    text = printable(text)
-    if len(text) > MAX_LINE_CHARS:
-        text = text[:MAX_LINE_CHARS - 40] + f"...[{len(text) - MAX_LINE_CHARS + 40} more characters]"
-    return text
-
-
-def say(text: str) -> None:
-    """Print one line on stderr (escaped); never raises (stderr may be closed)."""
-    try:
-        print(_line(text), file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
-
-
-def printable_data(value: Any) -> Any:
-    """A copy of `value` (dataclasses, dicts, lists, tuples) with every string
-    made `printable`: for tables printed from data a file or a tool supplied."""
-    if isinstance(value, str):
-        return printable(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: printable_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-        return dataclasses.replace(value, **changes)
-    if isinstance(value, dict):
-        return {printable_data(k): printable_data(v) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(printable_data(v) for v in value)
-    return value
 
 
 # ---------------------------------------------------------------- crash logs
@@ -167,11 +126,6 @@ def _load(path: str | None) -> Any:
     return load_topology(path) if path else default_topology()
 
 
-def _root_required() -> None:
-    if os.geteuid() != 0:
-        raise EnvironmentProblem("caspian needs root for network namespaces and AF_PACKET (run it with sudo)")
-
-
 # ---------------------------------------------------------------- commands
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -181,7 +135,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # the address plan is pure and quick: a file whose addresses cannot be
     # assigned is refused here, not only when `up` or `run` builds it
     address_plan(topology)
+    if args.plan:
+        return _print_plans(args)
     print(printable(f"{args.file}: valid ({len(topology.nodes)} nodes, {len(topology.links)} links)"))
+    return EXIT_OK
+
+
+def _print_plans(args: argparse.Namespace) -> int:
+    """`caspian validate --plan FILE`: the network plan (what `up` creates) and the
+    run plan (what `run` does, in order); both pure, nothing is created."""
+    from emulator.engine.fastpath import EngineOptions
+    from emulator.network.plan import network_plan
+    from emulator.run import compile_run, implicit_scenario
+    from emulator.scenario.loader import load_scenario
+
+    scenario = load_scenario(args.file)
+    if not scenario.traffic and not scenario.assertions:
+        scenario = implicit_scenario(scenario)   # as `caspian run` does
+    network = network_plan(scenario.topology, PLAN_PREFIX, rx_cpus=EngineOptions().receive_cpu_mask())
+    run = compile_run(scenario)
+    if args.json:
+        json.dump({"network": network.to_dict(), "run": run.to_dict()}, sys.stdout, indent=1)
+        print()
+    else:
+        text = network.describe() + run.describe()
+        sys.stdout.write("".join(printable(line) + "\n" for line in text.splitlines()))
     return EXIT_OK
 
 
@@ -192,7 +170,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from emulator.testbed import Testbed
 
     topology = _load(args.file)
-    _root_required()
+    root_required()
     testbed = Testbed(topology, state_root=args.state_root, seed=args.seed, shards=args.shards)
     restore = install_teardown_handlers()
     try:
@@ -235,7 +213,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     from emulator.network.teardown import down_all, teardown
     from emulator.testbed import find_run
 
-    _root_required()
+    root_required()
     if args.all:
         problems = down_all(args.state_root)
     else:
@@ -244,177 +222,6 @@ def cmd_down(args: argparse.Namespace) -> int:
     for problem in problems:
         say(f"caspian down: {problem}")
     return EXIT_OK if not problems else EXIT_FAILED
-
-
-def _with_daemon_socket(testbed: Any, node: str, argv: list[str]) -> list[str]:
-    """`birdc ...` / `vtysh ...` in a router that runs BIRD / FRR: add its control socket unless given."""
-    routing = testbed.state.get_meta("routing") or {}
-    command = os.path.basename(argv[0])
-    if command == "birdc" and "-s" not in argv[1:] and node in routing.get("sockets", {}):
-        return [argv[0], "-s", routing["sockets"][node], *argv[1:]]
-    if command == "vtysh" and "--vty_socket" not in argv[1:] and node in routing.get("vty", {}):
-        return [argv[0], "--vty_socket", routing["vty"][node], *argv[1:]]
-    return argv
-
-
-def cmd_exec(args: argparse.Namespace) -> int:
-    from emulator.engine.fastpath import EngineOptions
-    from emulator.network.exec import exec_in_node
-    from emulator.testbed import Testbed, find_run, keep_off_engine_cpu
-
-    _root_required()
-    argv = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
-    if not argv:
-        raise InputError("no command given", fix="write it after --, e.g. caspian exec europe -- ping asia")
-    testbed = Testbed.attach(find_run(args.run, args.state_root))
-    argv = _with_daemon_socket(testbed, args.node, argv)
-    keep_off_engine_cpu(os.getpid(), EngineOptions())  # inherited by what we exec
-    exec_in_node(testbed.node_netns(args.node), argv, testbed.hosts_file)
-    return EXIT_FAILED  # not reached: exec replaces this process
-
-
-def _link_options_from_words(args: argparse.Namespace) -> None:
-    """Options written after LINK: argparse leaves them in the netem words
-    (REMAINDER); take --direction, --carrier and --run back out of there."""
-    words: list[str] = []
-    tokens = list(args.words)
-    while tokens:
-        token = tokens.pop(0)
-        name, _, value = token.partition("=")
-        if name in ("--direction", "--run"):
-            if not value:
-                if not tokens:
-                    raise InputError(f"{name} needs a value", fix=f"e.g. {name} europe" if name == "--direction" else "")
-                value = tokens.pop(0)
-            setattr(args, name[2:], value)
-        elif token == "--carrier":
-            args.carrier = True
-        elif token.startswith("--"):
-            raise InputError(f"unknown option {token!r} for `caspian link {args.action}`",
-                             fix="options: --direction NODE, --carrier, --run PREFIX")
-        else:
-            words.append(token)
-    args.words = words
-    if words and args.action != "set":
-        raise InputError(f"`caspian link {args.action}` takes no netem words ({' '.join(words)!r})",
-                         fix="netem words go with `caspian link set LINK ...`")
-
-
-def cmd_link(args: argparse.Namespace) -> int:
-    from emulator.testbed import Testbed, find_run
-
-    _link_options_from_words(args)
-    _root_required()
-    testbed = Testbed.attach(find_run(args.run, args.state_root))
-    engine = testbed.engine
-    if args.action == "show":
-        stats = printable_data(engine.stats())
-        names = [args.link] if args.link else list(stats)
-        for name in names:
-            if name not in stats:
-                raise InputError(f"no link named {name!r}", fix=f"links are: {', '.join(stats)}")
-            entry = stats[name]
-            a, b = entry["ends"]
-            print(f"{name}: {a} <-> {b}")
-            for label, src, dst in (("a_to_b", a, b), ("b_to_a", b, a)):
-                state = "CUT" if entry[label].get("cut", entry["cut"]) else "up"
-                print(f"  {src} -> {dst} [{state}]: {entry[label]['params']}")
-        return EXIT_OK
-    if not args.link:
-        raise InputError(f"`caspian link {args.action}` needs a LINK name")
-    if args.carrier and args.action != "cut":
-        raise InputError("--carrier goes with `caspian link cut`", fix="restore brings carrier back by itself")
-    if args.action == "cut":
-        engine.cut(args.link, args.direction, carrier=args.carrier)
-    elif args.action == "restore":
-        engine.restore(args.link, args.direction)
-    elif args.action == "set":
-        if not args.words:
-            raise InputError("nothing to set", fix="give netem words, e.g. caspian link set LINK delay 5ms loss 1%")
-        testbed.set(args.link, args.words, args.direction)
-    return EXIT_OK
-
-
-def cmd_capture(args: argparse.Namespace) -> int:
-    """Capture one link of a running testbed into pcapng until -c frames or Ctrl-C/SIGTERM (docs/capture.md)."""
-    from emulator.network.signals import install_teardown_handlers
-    from emulator.testbed import Testbed, find_run
-
-    if args.snaplen != 0 and not 64 <= args.snaplen <= 65535:
-        raise InputError(f"-s is {args.snaplen}", fix="use 0 for whole frames, or 64..65535 bytes")
-    if args.count is not None and args.count < 1:
-        raise InputError(f"-c is {args.count}", fix="give a count of 1 or more frames, or leave -c out")
-    path = Path(args.write or f"{args.link}.pcapng").absolute()
-    if path.is_dir():
-        raise InputError(f"-w {path} is a directory", fix="give a file name, e.g. -w cable.pcapng")
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise InputError(f"cannot write {path}: {path.parent} is not a writable directory",
-                         fix="give -w a path in a writable directory")
-    _root_required()
-    testbed = Testbed.attach(find_run(args.run, args.state_root))
-    links = list(testbed.engine.stats())
-    if args.link not in links:
-        _no_link(links, args.link)
-    target = {"link": args.link, "direction": args.direction or "both"}
-    started = testbed.engine.capture_start([target], str(path), count=args.count, snaplen=args.snaplen)
-    say(f"caspian: capturing {args.link} into {path} ({', '.join(started['interfaces'])}); Ctrl-C stops")
-    # a signal ends the capture as Ctrl-C does: the file is closed complete either way
-    restore = install_teardown_handlers()
-    try:
-        while testbed.engine.capture_status()["running"]:
-            time.sleep(0.2)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        restore()
-        summary = testbed.engine.capture_stop()
-    say(f"caspian capture: {summary['frames']} frames to {summary['path']} "
-        f"({summary['lost']} not recorded: the capture ring was full)")
-    return EXIT_OK
-
-
-def _no_link(names: list[str], name: str) -> NoReturn:
-    import difflib
-
-    close = difflib.get_close_matches(name, names, n=1)
-    raise InputError(f"no link called {name!r}",
-                     fix=(f"did you mean {close[0]!r}? " if close else "") + f"links: {', '.join(names)}")
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    from emulator.testbed import Testbed, find_run
-
-    _root_required()
-    testbed = Testbed.attach(find_run(args.run, args.state_root))
-    if args.watch:
-        from emulator.report.live import watch
-
-        watch(lambda: printable_data(testbed.engine.stats()))
-        return EXIT_OK
-    stats = testbed.engine.stats()
-    if args.json:
-        print(json.dumps(stats, indent=1))  # JSON escapes control characters itself
-    else:
-        print_stats(printable_data(stats))
-    return EXIT_OK
-
-
-def print_stats(stats: dict[str, Any]) -> None:
-    """A console table of per-link, per-direction counters."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="caspian link counters")
-    for column in ("link", "direction", "rx", "tx", "in flight", "dropped (reason)", "kernel drops"):
-        table.add_column(column, justify="right" if column not in ("link", "direction", "dropped (reason)") else "left")
-    for name, entry in stats.items():
-        a, b = entry["ends"]
-        for label, (src, dst) in (("a_to_b", (a, b)), ("b_to_a", (b, a))):
-            c = entry[label]
-            drops = ", ".join(f"{n} {reason}" for reason, n in c["drops"].items() if n) or "0"
-            table.add_row(name + (" [CUT]" if entry["cut"] else ""), f"{src}→{dst}", str(c["rx_packets"]),
-                          str(c["tx_packets"]), str(c["in_flight"]), drops, str(c["kernel_drops"]))
-    Console().print(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -431,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat_inconclusive < 0:
         raise InputError(f"--repeat-inconclusive is {args.repeat_inconclusive}",
                          fix="give 0 (run once) or how many times to run again after an inconclusive run")
-    _root_required()
+    root_required()
     # the name comes from the file: only its slug, under reports/, chooses the
     # place (`name: ../../x` or `name: /etc` must not); --report DIR any place
     report_dir = Path(args.report) if args.report else default_report_dir(scenario.name)
@@ -497,7 +304,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from emulator.network.signals import install_teardown_handlers
 
-    _root_required()
+    root_required()
     install_teardown_handlers()  # SIGTERM tears the bench testbed down too
     only = tuple(args.only.split(",")) if args.only else PARTS
     unknown = [part for part in only if part not in PARTS]
@@ -533,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a topology file without creating anything")
     p.add_argument("file")
+    p.add_argument("--plan", action="store_true",
+                   help="also print the network plan and the run plan (what up and run would do)")
+    p.add_argument("--json", action="store_true", help="with --plan: both plans as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("up", help="build a testbed that stays up until `caspian down`")
@@ -639,7 +449,7 @@ def _answer(exc: BaseException, args: argparse.Namespace, argv: Sequence[str], r
             # it interrupted, a request it cut short): the user asked to stop
             line += f" (then {type(exc).__name__}: {exc}" + (f"; {where})" if where else ")")
         say(line)
-        return EXIT_INTERRUPTED if name == "SIGINT" else 128 + stop.signum
+        return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) or name == "SIGINT" else 128 + stop.signum
     if known:
         say(f"caspian: {exc}")
         return EXIT_BAD_INPUT

@@ -66,3 +66,34 @@ class TestbedError(CaspianError):
 
 class EngineError(TestbedError):
     """The fast-path engine refused a request or is not reachable."""
+
+
+# What the compiled engine (emulator._engine) raises. Each also derives from the
+# builtin the engine raised before it had its own types, so code that catches
+# that builtin still catches it.
+
+
+class EngineParamError(EngineError, ValueError):
+    """A value the engine refuses: a parameter out of range, an order it cannot keep."""
+
+
+class EngineRangeError(EngineParamError, OverflowError):
+    """A number that does not fit the engine's C field (int64 ns, int32 bytes...)."""
+
+
+class EngineDirectionError(EngineParamError, IndexError):
+    """A direction index the engine does not have (directions are 2*link and 2*link+1)."""
+
+
+class EngineStateError(EngineError, RuntimeError):
+    """A request the engine cannot take in its present state (add a link while running,
+    run twice, run with no links, capture before the ring exists)."""
+
+
+class EngineSocketError(EngineError, OSError):
+    """A file descriptor or kernel object the engine needs is not usable (a link end
+    that is not a socket, eventfd or epoll refused)."""
+
+
+class EngineTimeoutError(EngineError, TimeoutError):
+    """The engine's loop did not answer in time (a counter snapshot)."""

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from typing import Any, Callable, Iterator
 
@@ -57,7 +56,12 @@ class CaspianTestbed:
         judge them as CI should: a failed assertion fails the test (naming each),
         an inconclusive run (the machine, not the network, could have flipped an
         assertion: docs/verdicts.md) skips it with the reason; the Report."""
-        report = self.testbed.run(scenario)
+        from emulator.run import execute
+
+        scenario = scenario or self.testbed.scenario
+        if scenario is None:
+            raise RuntimeError("this testbed was made from a topology: pass a Scenario to run()")
+        report = execute(self.testbed, scenario)
         if report.verdict == "fail":
             lines = [f"{a.metric} {a.bound}: {a.message()}" for a in report.failed] + report.errors
             raise AssertionError("caspian scenario failed: " + "; ".join(lines))
@@ -67,30 +71,19 @@ class CaspianTestbed:
         return report
 
     def probe(self, src: str, dst: str, seconds: float = 2.0, rate: float = 1000, size: int = 64) -> dict[str, Any]:
-        """Send caspian probes from `src` to `dst` for `seconds`; the analysed metrics (as `probe.*` in a report)."""
-        from emulator.traffic import analysis, probe
+        """Send caspian probes from `src` to `dst` for `seconds`; the analysed metrics (as `probe.*` in a report).
 
-        port = 7900
-        with tempfile.TemporaryDirectory(prefix="caspian-probe-") as work:
-            records_path, summary_path = os.path.join(work, "records"), os.path.join(work, "summary")
-            receiver = self.testbed.popen(dst, probe.receiver_argv(port, records_path), stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE)
-            try:
-                time.sleep(0.3)
-                start = time.time_ns() + 1_500_000_000
-                stop = start + int(seconds * 1e9)
-                sender = self.testbed.popen(src, probe.sender_argv(dst, port, rate, size, start, stop, summary_path),
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                _, err = sender.communicate(timeout=seconds + 30)
-                if sender.returncode != 0:
-                    raise RuntimeError(f"probe sender in {src} failed: {err.decode(errors='replace')[-300:]}")
-                time.sleep(1.0)   # the last probes in flight
-            finally:
-                receiver.terminate()
-                receiver.communicate(timeout=10)
-            summary = probe.load_summary(summary_path)
-            records = probe.load_records(records_path)
-            return analysis.analyze_probes(records, summary["sent"], summary["interval_ns"])
+        The probes run as a scenario of their own on this testbed (one probe
+        stream, no timeline), through the same runner `caspian run` uses."""
+        from emulator.run import execute
+        from emulator.scenario.scenario import Scenario, TrafficSpec
+
+        spec = TrafficSpec("probe", "probe", src, dst, rate_pps=rate, size=size)
+        scenario = Scenario(self.testbed.topology, int(seconds * 1e9), traffic=(spec,), source="<probe>")
+        report = execute(self.testbed, scenario)
+        if report.errors:
+            raise RuntimeError(f"probes {src} -> {dst} failed: " + "; ".join(report.errors))
+        return {key[len("probe."):]: value for key, value in report.metrics.items() if key.startswith("probe.")}
 
     def trace(self, src: str, dst: str) -> dict[str, Any]:
         """One trace (emulator.routing.trace) from `src` to `dst`: {"path": [nodes], "rtt_ms": [...], "reached"}."""
@@ -140,6 +133,7 @@ class CaspianTestbed:
 def caspian_testbed(tmp_path: Any) -> Iterator[Callable[..., CaspianTestbed]]:
     """A factory: `caspian_testbed(path_or_scenario, **Testbed kwargs)` -> a started CaspianTestbed, torn down after."""
     from emulator.scenario.loader import load_scenario
+    from emulator.scenario.scenario import Scenario
     from emulator.testbed import Testbed
 
     made: list[Any] = []
@@ -147,7 +141,7 @@ def caspian_testbed(tmp_path: Any) -> Iterator[Callable[..., CaspianTestbed]]:
 
     def make(source: Any, **kwargs: Any) -> CaspianTestbed:
         scenario = load_scenario(str(source)) if isinstance(source, (str, os.PathLike)) else source
-        topology = getattr(scenario, "topology", scenario)
+        topology = scenario.topology if isinstance(scenario, Scenario) else scenario
         reason = skip_reason(topology.dynamic_routing)
         if reason:
             pytest.skip(reason)

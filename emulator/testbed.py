@@ -21,13 +21,14 @@ import subprocess
 import time
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from emulator.engine.control import EngineClient
 from emulator.engine.fastpath import EngineOptions, LinkSpec
 from emulator.engine.process import EngineProcess
 from emulator.engine.shards import default_shards
 from emulator.errors import EngineError, InputError, TestbedError
+from emulator.model.direction import each_direction
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
 from emulator.network.signals import shielded
@@ -35,6 +36,10 @@ from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
 from emulator.scenario.scenario import Scenario
 from emulator.scenario.topology import Topology
+
+if TYPE_CHECKING:
+    from emulator.network.network import Network
+    from emulator.routing.daemons import RoutingDaemons
 
 #: Ethernet header + one VLAN tag on top of the link MTU
 FRAME_OVERHEAD_BYTES = 18
@@ -89,13 +94,13 @@ class Testbed:
         self.engine_options = replace(engine_options or EngineOptions(),
                                       shards=engine_shards(topology, shards))
         self.state: RunState | None = None
-        self.network: Any = None  # emulator.network.testbed.Network once built
+        self.network: "Network | None" = None   # once built
         self.engine: EngineClient | None = None
         self.engine_pid: int | None = None
         self._engine_process: EngineProcess | None = None
-        #: emulator.routing.daemons.BirdDaemons or emulator.routing.frr_daemons.FrrDaemons
-        #: when routing runs in daemons, else None
-        self.routing: Any = None
+        #: the routing daemons (emulator.routing.registry picks BIRD's or FRR's) when
+        #: routing runs in daemons, else None
+        self.routing: "RoutingDaemons | None" = None
         #: seconds from starting the routing daemons to converged: every router with a route to
         #: every node's loopback, BGP sessions Established, BFD sessions Up (None for static routing)
         self.convergence_s: float | None = None
@@ -105,10 +110,10 @@ class Testbed:
     def start(self) -> "Testbed":
         """Build the network and start the engine; on failure remove what was made."""
         from emulator.network.plan import layout
-        from emulator.network.testbed import Network
+        from emulator.network.network import Network
 
         if self.topology.dynamic_routing:
-            from emulator.routing.daemons import check_binaries
+            from emulator.routing.registry import check_binaries
 
             check_binaries(self.topology)  # EnvironmentProblem before anything is made
         # Names, addresses and routes are pure: planned before the run's state
@@ -175,7 +180,7 @@ class Testbed:
         """What the engine process needs to know about each link."""
         specs = []
         for k, link in enumerate(self.topology.links):
-            a_if, b_if = self.network.link_ends[link.name]
+            a_if, b_if = self.built().link_ends[link.name]
             specs.append(
                 LinkSpec(
                     name=link.name,
@@ -199,23 +204,29 @@ class Testbed:
             # here, not in the engine process, so a value the engine cannot hold
             # is one InputError naming its link rather than an engine that died
             spec.engine_params()
-        self._engine_process = EngineProcess(self.state, self.network.wire_netns, specs, self.engine_options)
+        self._engine_process = EngineProcess(self.state, self.built().wire_netns, specs, self.engine_options)
         self.engine = self._engine_process.start()
         self.engine_pid = self._engine_process.pid
 
     def _start_routing(self) -> None:
         """Start the routing daemons in every router (the engine forwards their packets) and wait for convergence."""
-        from emulator.routing.daemons import routing_daemons
+        from emulator.routing.registry import routing_daemons
 
-        self.routing = routing_daemons(self.network)
+        self.routing = routing = routing_daemons(self.built())
         started = time.monotonic()
-        self.routing.start()
-        for proc in self.routing.processes.values():
+        routing.start()
+        for proc in routing.processes.values():
             keep_off_engine_cpu(proc.pid, self.engine_options)
-        self.routing.wait_converged(timeout_s=CONVERGENCE_TIMEOUT_S)
+        routing.wait_converged(timeout_s=CONVERGENCE_TIMEOUT_S)
         self.convergence_s = time.monotonic() - started
 
     # -- using it -----------------------------------------------------------
+
+    def built(self) -> "Network":
+        """The kernel objects of a started testbed (TestbedError before `start`)."""
+        if self.network is None:
+            raise TestbedError("the testbed is not running")
+        return self.network
 
     def _client(self) -> EngineClient:
         if self.engine is None:
@@ -228,7 +239,7 @@ class Testbed:
         It runs on the CPUs the engine leaves free, so traffic generators
         never preempt the engine's loop on its own core.
         """
-        proc = self.network.popen(node, list(argv), **popen_kwargs)
+        proc = self.built().popen(node, list(argv), **popen_kwargs)
         keep_off_engine_cpu(proc.pid, self.engine_options)
         return proc
 
@@ -255,21 +266,6 @@ class Testbed:
     def schedule_status(self) -> list[dict[str, Any]]:
         """The scheduled changes with when the engine applied each, per direction."""
         return self._client().schedule_status()
-
-    def run(self, scenario: Scenario | None = None, *, progress: Any = None, capture_dir: str | None = None) -> Any:
-        """Play a scenario's traffic and timeline on this testbed; its `Report`.
-
-        `scenario` defaults to the one the testbed was made from; its topology
-        must be this testbed's. Its `capture:` files go into `capture_dir`.
-        """
-        from emulator.run import execute
-
-        scenario = scenario or self.scenario
-        if scenario is None:
-            raise TestbedError("this testbed was made from a topology: pass a Scenario to run()")
-        if scenario.topology != self.topology:
-            raise TestbedError(f"scenario {scenario.name} describes another topology than this testbed's")
-        return execute(self, scenario, progress=progress, capture_dir=capture_dir)
 
 
 class AttachedTestbed:
@@ -309,8 +305,7 @@ def set_link(client: EngineClient, link: str, words: str | Sequence[str] | LinkP
     if isinstance(words, LinkParams):
         client.set(link, words, direction)
         return
-    chosen = ["a_to_b", "b_to_a"] if direction == "both" else [direction]
-    for one in chosen:
+    for one in each_direction(direction):
         current = client.params(link, one)
         client.set(link, parse_netem_words(words if isinstance(words, str) else list(words), current), one)
 

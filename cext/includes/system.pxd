@@ -46,6 +46,8 @@ cdef extern from "<sys/socket.h>" nogil:
     unsigned char *CMSG_DATA(cmsghdr *cmsg)
     int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, timespec *timeout)
     int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
+    int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+    int SO_TYPE
     int MSG_DONTWAIT
     int MSG_TRUNC
     int SOL_SOCKET
@@ -108,3 +110,12 @@ cdef extern from "caspian_atomic.h" nogil:
     void *csp_load_ptr(void **p)
     void *csp_xchg_ptr(void **p, void *v)
     void csp_cpu_relax()
+
+# The engine's own allocator: counted, with a failure hook for tests (caspian_alloc.h).
+cdef extern from "caspian_alloc.h" nogil:
+    void *csp_malloc(size_t size)
+    void *csp_calloc(size_t count, size_t size)
+    void csp_free(void *p)
+    void *csp_grown_copy(const void *old, size_t n_old, size_t n_new, size_t size)
+    int64_t csp_allocated_blocks()
+    void csp_fail_allocation_after(int64_t n)

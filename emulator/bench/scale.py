@@ -29,6 +29,8 @@ import tempfile
 import time
 from typing import Any, Callable
 
+import psutil
+
 from emulator.bench.grid import grid_topology
 from emulator.bench.hostload import describe, host_load
 from emulator.errors import TestbedError
@@ -157,9 +159,8 @@ def kernel_floor(topology: Topology) -> dict[str, Any]:
 
 
 def rss_mib(pid: int) -> float:
-    """VmRSS of process `pid`, MiB."""
-    with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+    """Resident memory (VmRSS) of process `pid`, MiB."""
+    return psutil.Process(pid).memory_info().rss / (1024 * 1024)
 
 
 def testbed_cycle(

@@ -23,6 +23,7 @@ from emulator.engine.capture import DEFAULT_SNAPLEN
 from emulator.engine.fastpath import EngineOptions, FastPath, LinkSpec
 from emulator.errors import CaspianError, InputError
 from emulator.model.linkparams import LinkParams
+from emulator.network.kernel import enter_netns
 
 
 class EngineServer:
@@ -75,8 +76,12 @@ class EngineServer:
             reply = {"ok": True, "result": result}
         except InputError as exc:
             reply = {"ok": False, "kind": "InputError", "error": str(exc)}
-        except (CaspianError, ValueError, KeyError, TypeError, TimeoutError) as exc:
-            # TimeoutError (an OSError): a shard's loop did not answer a counter snapshot
+        except (CaspianError, ValueError, KeyError, TypeError) as exc:
+            # CaspianError before OSError: the engine's EngineSocketError and
+            # EngineTimeoutError (a shard's loop did not answer a counter
+            # snapshot) are OSErrors too, and are refusals to report, not a
+            # client that went away. ValueError, KeyError, TypeError: a request
+            # whose fields do not parse (LinkParams.from_dict, int()).
             reply = {"ok": False, "kind": type(exc).__name__, "error": str(exc)}
         except OSError:
             return  # client went away
@@ -162,19 +167,13 @@ def hold_cpu_latency_qos(fastpath: FastPath) -> int | None:
     return fd
 
 
-def _enter_netns(name: str) -> None:
-    from pyroute2 import netns
-
-    netns.setns(name, flags=0)
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m emulator.engine.daemon CONFIG.json", file=sys.stderr)
         return 2
     with open(argv[0]) as fh:
         config = json.load(fh)
-    _enter_netns(config["wire_netns"])
+    enter_netns(config["wire_netns"])
     links = [LinkSpec.from_dict(item) for item in config["links"]]
     fastpath = FastPath(links, EngineOptions.from_dict(config.get("options", {})))
     server = EngineServer(fastpath, config["control_socket"])

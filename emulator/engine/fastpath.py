@@ -20,164 +20,13 @@ from typing import Any
 from emulator import _engine
 from emulator.engine.capture import DEFAULT_SNAPLEN, RING_BYTES, WHOLE_FRAMES, CaptureTarget, CaptureWriter
 from emulator.engine.carrier import CarrierTimeline, set_carrier
+from emulator.engine.options import EngineOptions
+from emulator.engine.ranges import engine_params
 from emulator.engine.shards import link_weights, partition
 from emulator.engine.sockets import close_all, kernel_drops, open_link_end
 from emulator.errors import EngineError, InputError
+from emulator.model.direction import DIRECTIONS, link_directions
 from emulator.model.linkparams import LinkParams
-
-DIRECTIONS = ("a_to_b", "b_to_a")
-
-#: The range of the engine's int64_t fields (cext/params.pxi): a value outside
-#: it is an OverflowError deep in the C conversion, so it is refused here first.
-_INT64 = (-(2**63), 2**63 - 1)
-#: ms in a trace entry: the engine multiplies each by 1e6 into int64 ns
-_TRACE_MS_MAX = (2**63 - 1) // 1_000_000
-
-
-def _engine_ranges() -> dict[str, tuple[int, int]]:
-    """The range of each integer the engine takes: the bounds of emulator.model.limits
-    where that table exists (what `caspian validate` accepts), else the C types'."""
-    try:
-        from emulator.model import limits
-    except ImportError:  # only the C types bound the values then
-        limits = None  # type: ignore[assignment]
-
-    def upper(name: str) -> int:
-        return min(int(getattr(limits, name, _INT64[1])), _INT64[1])
-
-    return {
-        "delay_ns": (0, upper("MAX_DELAY_NS")),
-        "jitter_ns": (0, upper("MAX_JITTER_NS")),
-        "rate_bps": (0, upper("MAX_RATE_BPS")),
-        "overhead_bytes": (0, upper("MAX_OVERHEAD_BYTES")),
-        "limit_packets": (0, upper("MAX_LIMIT_PACKETS")),
-        "limit_bytes": (0, upper("MAX_LIMIT_BYTES")),
-        "trace_ms": (0, min(upper("MAX_TRACE_PERIOD_MS"), _TRACE_MS_MAX)),
-    }
-
-
-ENGINE_RANGES = _engine_ranges()
-#: the probabilities the engine draws against (doubles in 0..1)
-_PROBABILITIES = ("jitter_correlation", "duplicate", "corrupt", "reorder")
-
-
-def _shown(key: str, value: Any, *, raw: bool = False) -> str:
-    """A value in the unit the user writes (`3601s`); `raw` adds the number the engine gets."""
-    from emulator.model.units import format_rate, format_time
-
-    try:
-        if key in ("delay_ns", "jitter_ns"):
-            return format_time(value) + (f" ({value} ns)" if raw else "")
-        if key == "rate_bps":
-            return format_rate(value) + (f" ({value} bit/s)" if raw else "")
-        if key == "trace_ms":
-            return f"{value} ms"
-    except (TypeError, ValueError, OverflowError):
-        pass
-    return repr(value)
-
-
-def engine_params(params: LinkParams, where: str) -> dict[str, Any]:
-    """`params.to_engine()` after checking that every value fits the engine.
-
-    `where` names the link direction (`link aktau-sumgait a_to_b`). Values
-    normally arrive checked (LinkParams and the loader hold the same table);
-    this is the last gate before the C conversion, so that a value that
-    slipped past is an InputError naming the link and the value, not an
-    OverflowError from inside the engine.
-    """
-    engine = params.to_engine()
-    for key, (lo, hi) in ENGINE_RANGES.items():
-        values = engine[key] if key == "trace_ms" else [engine[key]]
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                name = key.rsplit("_", 1)[0]
-                raise InputError(
-                    f"{where}: {name} {_shown(key, value, raw=True)} is outside the engine's range "
-                    f"{_shown(key, lo)}..{_shown(key, hi)}",
-                    fix=f"give a {name} within that range",
-                )
-    probabilities = [(key, engine[key]) for key in _PROBABILITIES] + [("loss", p) for p in engine["loss_p"]]
-    for key, value in probabilities:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise InputError(f"{where}: {key} {value!r} is outside 0..100%",
-                             fix="give a percentage between 0% and 100%")
-    return engine
-
-
-@dataclass
-class EngineOptions:
-    """Tuning of the loop; the defaults are the measured ones (DESIGN.md)."""
-
-    slots_per_direction: int = 4096
-    batch: int = 64
-    #: busy-poll this long before a deadline: a VM's timer wake-up is ~100 µs late
-    spin_ns: int = 300_000
-    #: sleep at least `doze_ns` in every `max_spin_ns` (7 %): a SCHED_FIFO
-    #: thread that never sleeps is throttled by the kernel for tens of ms.
-    #: Short naps delay few releases by little (bench: p99 lateness < 64 µs
-    #: at 50 kpps, against < 256 µs with 70 µs naps per ms)
-    max_spin_ns: int = 280_000
-    doze_ns: int = 20_000
-    #: CPU to pin the (first) loop thread to; None = the last CPU when there
-    #: are several, -1 = no pinning. Shard k takes the k-th CPU below it.
-    cpu: int | None = None
-    #: engine loops (threads), each forwarding its own share of the links;
-    #: None = not chosen (1 here; a Testbed picks the file's or the machine's default)
-    shards: int | None = None
-    #: SCHED_FIFO priority for the loop thread (0 = normal scheduling)
-    realtime_priority: int = 10
-
-    #: steer node-side receive processing (RPS) off the engine's CPU
-    steer_receive: bool = True
-    #: hold a PM QoS request for zero CPU wake-up latency (/dev/cpu_dma_latency)
-    #: while the engine runs, so idle vCPUs poll instead of halting: a frame that
-    #: arrives at an idle engine is read ~50 µs sooner on these VMs (ping RTT on the
-    #: default chain 4.25-4.40 ms without, 4.14-4.17 ms with; 4.024 ms configured).
-    #: Costs idle CPU time; released when the engine process exits.
-    cpu_latency_qos: bool = True
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EngineOptions":
-        return cls(**data)
-
-    @property
-    def shard_count(self) -> int:
-        """Engine loops to run (1 when not chosen)."""
-        return self.shards if self.shards is not None else 1
-
-    def shard_cpus(self) -> list[int]:
-        """The CPU each shard's loop is pinned to (-1: not pinned), from the top down."""
-        cpus = sorted(os.sched_getaffinity(0))
-        count = self.shard_count
-        if self.cpu is not None:
-            if self.cpu < 0:
-                return [-1] * count
-            below = [c for c in cpus if c <= self.cpu][::-1] or [self.cpu]
-            return [below[k % len(below)] for k in range(count)]
-        if len(cpus) < 2:
-            return [-1] * count
-        return [cpus[-1 - (k % len(cpus))] for k in range(count)]
-
-    def engine_cpu(self) -> int:
-        """The CPU the first loop thread will be pinned to, or -1 for none."""
-        return self.shard_cpus()[0]
-
-    def other_cpus(self) -> set[int]:
-        """CPUs left for everything but the engine (node processes, receive stacks);
-        all of them when the shards take every CPU."""
-        cpus = set(os.sched_getaffinity(0))
-        rest = cpus - {c for c in self.shard_cpus() if c >= 0}
-        return rest or cpus
-
-    def receive_cpu_mask(self) -> str | None:
-        """Hex CPU mask for node-side receive processing: every CPU no shard has."""
-        cpus = set(os.sched_getaffinity(0))
-        engines = {c for c in self.shard_cpus() if c >= 0}
-        others = cpus - engines
-        if not self.steer_receive or not engines or not others:
-            return None
-        return format(sum(1 << cpu for cpu in others), "x")
 
 
 @dataclass
@@ -262,15 +111,28 @@ class FastPath:
         self.scheduling: dict[str, Any] = {"shards": []}
         try:
             for spec, shard in zip(links, assignment):
-                ends = (open_link_end(spec.a_ifname), open_link_end(spec.b_ifname))
-                index = self._engines[shard].add_link(
-                    ends[0].fileno(), ends[1].fileno(), spec.max_frame,
-                    *spec.engine_params(), spec.seed_a_to_b, spec.seed_b_to_a,
-                )
-                self._links[spec.name] = _LinkState(spec, shard, index, ends, [spec.a_to_b, spec.b_to_a])
+                self._add_link(spec, shard)
         except BaseException:
             self.close()
             raise
+
+    def _add_link(self, spec: LinkSpec, shard: int) -> None:
+        """Open both ends of `spec` and hand them to its shard's engine. On any
+        failure (an end that cannot be bound, parameters the engine refuses) the
+        ends opened here are closed: only a link that was added is recorded, and
+        close() closes what is recorded."""
+        ends: list[Any] = []
+        try:
+            ends.append(open_link_end(spec.a_ifname))
+            ends.append(open_link_end(spec.b_ifname))
+            index = self._engines[shard].add_link(
+                ends[0].fileno(), ends[1].fileno(), spec.max_frame,
+                *spec.engine_params(), spec.seed_a_to_b, spec.seed_b_to_a,
+            )
+        except BaseException:
+            close_all(ends)
+            raise
+        self._links[spec.name] = _LinkState(spec, shard, index, (ends[0], ends[1]), [spec.a_to_b, spec.b_to_a])
 
     @property
     def shards(self) -> int:
@@ -359,19 +221,8 @@ class FastPath:
             ) from None
 
     def _directions(self, link: _LinkState, direction: str) -> list[int]:
-        if direction == "both":
-            return [0, 1]
-        if direction in DIRECTIONS:
-            return [DIRECTIONS.index(direction)]
-        # a node name: the direction whose frames that node sends
-        if direction == link.spec.a_node:
-            return [0]
-        if direction == link.spec.b_node:
-            return [1]
-        raise InputError(
-            f"link {link.spec.name} has no direction {direction!r}",
-            fix=f"use both, a_to_b, b_to_a, {link.spec.a_node} or {link.spec.b_node}",
-        )
+        spec = link.spec
+        return [DIRECTIONS.index(d) for d in link_directions(direction, spec.name, spec.a_node, spec.b_node)]
 
     # -- capture ----------------------------------------------------------------
 
@@ -388,12 +239,12 @@ class FastPath:
             raise InputError("a capture is already running on this testbed", fix="stop it first (Ctrl-C)")
         chosen: list[tuple[_LinkState, int]] = []
         where: list[str] = []
-        for target in targets:
-            link = self.link(target["link"])
-            for k in self._directions(link, target.get("direction", "both")):
+        for asked in targets:
+            link = self.link(asked["link"])
+            for k in self._directions(link, asked.get("direction", "both")):
                 if (link, k) not in chosen:
                     chosen.append((link, k))
-                    where.append(str(target.get("path") or path))
+                    where.append(str(asked.get("path") or path))
         capture_targets = [
             CaptureTarget(link.spec.name, DIRECTIONS[k], link.spec.a_node if k == 0 else link.spec.b_node,
                           link.spec.b_node if k == 0 else link.spec.a_node, 2 * n)

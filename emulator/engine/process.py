@@ -20,7 +20,7 @@ from typing import Any
 from emulator.engine.control import EngineClient
 from emulator.engine.fastpath import EngineOptions, LinkSpec
 from emulator.errors import EngineError
-from emulator.network import kernel
+from emulator.network import processes
 from emulator.network.state import RunState
 
 START_TIMEOUT_S = 20.0
@@ -71,7 +71,7 @@ class EngineProcess:
                 start_new_session=True,  # outlives the command that started it (`caspian up`)
                 close_fds=True,
             )
-        starttime = kernel.process_starttime(self.proc.pid)
+        starttime = processes.process_starttime(self.proc.pid)
         self._record = self.run.record("process", pid=self.proc.pid, starttime=starttime or 0, role="engine")
         self.run.set_meta("engine", {"pid": self.proc.pid, "control_socket": control, "log": log_path})
         client = EngineClient(control)

@@ -208,8 +208,8 @@ def address_plan(topology: Topology) -> AddressPlan:
                     where=f"{topology.source}: links.{link.name}",
                     fix="give both ends addresses in the same subnet, or leave one out",
                 )
-            for node, value in ends.items():
-                table[(node, link.name)] = value  # type: ignore[index]
+            for end_node, value in ends.items():
+                table[(end_node, link.name)] = value  # type: ignore[assignment]
             entry = (first.network, f"links.{link.name}.addresses ({first.network})")
             given[version].append(entry)
             given_links[version].append(entry)
@@ -233,8 +233,8 @@ def address_plan(topology: Topology) -> AddressPlan:
                 fix=f"give link {link.name!r} addresses, or move the given subnets out of {pool}",
             ) from None
         table = link4 if version == 4 else link6
-        table[(link.a.node, link.name)] = ipaddress.ip_interface(f"{net[1]}/{net.prefixlen}")  # type: ignore[index]
-        table[(link.b.node, link.name)] = ipaddress.ip_interface(f"{net[2]}/{net.prefixlen}")  # type: ignore[index]
+        table[(link.a.node, link.name)] = ipaddress.ip_interface(f"{net[1]}/{net.prefixlen}")  # type: ignore[assignment]
+        table[(link.b.node, link.name)] = ipaddress.ip_interface(f"{net[2]}/{net.prefixlen}")  # type: ignore[assignment]
         automatic[version].append((net, f"links.{link.name} ({net})"))
 
     # Loopbacks: host i+1 of the pool for node i, the next free one if that

@@ -14,28 +14,21 @@ deadlock, and `unshare(CLONE_NEWNS)` fails in a process with threads.
 Trampoline exit codes before the program runs: 125 the namespace could not
 be entered, 126 the program could not be executed, 127 it was not found.
 
-This module imports only the standard library and `emulator.errors`, so the
+This module imports only the standard library, `emulator.errors` and
+`emulator.network.kernel` (the one wrapper of setns/unshare/mount), so the
 trampoline starts fast.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import subprocess
 import sys
 from typing import Any, NoReturn, Sequence
 
 from emulator.errors import TestbedError
-
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
-NETNS_RUN_DIR = "/run/netns"
+from emulator.network.kernel import (CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, enter_netns, mount,
+                                     umount2, unshare)
 
 EXIT_SETUP_FAILED = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -45,41 +38,27 @@ EXIT_NOT_FOUND = 127
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def setup_step(what: str, step: Any, *args: Any) -> None:
+    """Run the mount-namespace step `step(*args)`; its OSError becomes a TestbedError saying `what`.
 
-
-def _fail(what: str) -> NoReturn:
-    err = ctypes.get_errno()
-    raise TestbedError(f"{what}: {os.strerror(err)}")
-
-
-def enter_netns(libc: ctypes.CDLL, netns: str) -> None:
-    """Move this process (its calling thread) into the named network namespace."""
+    A TestbedError, so the trampoline exits with EXIT_SETUP_FAILED, never with
+    the exit codes that mean the program itself could not run.
+    """
     try:
-        fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY)
-    except FileNotFoundError:
-        raise TestbedError(f"network namespace {netns!r} does not exist (is the testbed up?)") from None
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            _fail(f"cannot enter network namespace {netns!r}")
-    finally:
-        os.close(fd)
+        step(*args)
+    except OSError as exc:
+        raise TestbedError(f"{what}: {exc.strerror}") from exc
 
 
-def enter_node(netns: str) -> ctypes.CDLL:
+def enter_node(netns: str) -> None:
     """Move this (single-threaded) process into `netns` with a private mount namespace.
 
     Private, so mounts made afterwards (the hosts file, a sysfs) never
-    propagate back to the host. Returns libc for further mounts.
+    propagate back to the host.
     """
-    libc = _libc()
-    enter_netns(libc, netns)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        _fail("cannot create a private mount namespace")
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        _fail("cannot make / a private mount")
-    return libc
+    enter_netns(netns, hint=" (is the testbed up?)")
+    setup_step("cannot create a private mount namespace", unshare, CLONE_NEWNS)
+    setup_step("cannot make / a private mount", mount, "none", "/", None, MS_REC | MS_PRIVATE)
 
 
 def exec_in_node(netns: str, argv: Sequence[str], hosts_file: str) -> NoReturn:
@@ -92,14 +71,16 @@ def exec_in_node(netns: str, argv: Sequence[str], hosts_file: str) -> NoReturn:
     """
     if not argv:
         raise TestbedError("no command given to run in the node")
-    libc = enter_node(netns)
-    if libc.mount(os.fsencode(hosts_file), b"/etc/hosts", None, MS_BIND, None) != 0:
-        _fail(f"cannot bind-mount {hosts_file} over /etc/hosts")
+    enter_node(netns)
+    setup_step(f"cannot bind-mount {hosts_file} over /etc/hosts", mount, hosts_file, "/etc/hosts", None, MS_BIND)
     # /sys shows the network devices of the namespace that mounted it: remount
     # it so tools reading /sys/class/net see the node's interfaces. Best effort,
     # as in iproute2 (a read-only or absent /sys must not stop the command).
-    if libc.umount2(b"/sys", MNT_DETACH) == 0:
-        libc.mount(netns.encode(), b"/sys", b"sysfs", 0, None)
+    try:
+        umount2("/sys", MNT_DETACH)
+        mount(netns, "/sys", "sysfs", 0)
+    except OSError:
+        pass
     os.execvp(argv[0], list(argv))
 
 

@@ -2,8 +2,11 @@
 
 pyroute2 covers netlink; what it does not cover well (or covers by forking a
 helper process whose failures leak sockets) lives here: creating and removing
-named network namespaces, entering one for the current thread only, writing
-sysctls, and the legacy ethtool ioctls that switch offloads off.
+named network namespaces, entering one (`enter_netns`, for good, or
+`in_netns`, for a block), writing sysctls, and the legacy ethtool ioctls that
+switch offloads off. This is the one ctypes wrapper of setns/unshare/mount:
+`os.setns` and `os.unshare` arrive only with Python 3.12, and every caller
+(`exec`, `sysfs`, the engine daemon, `in_netns`) goes through `setns` here.
 
 Namespaces are per *thread* in Linux (`setns(2)` and `unshare(2)` change the
 calling task only), so everything here enters a namespace on the current
@@ -226,6 +229,26 @@ def remove_netns(name: str) -> bool:
     return True
 
 
+def enter_netns(name: str, *, hint: str = "") -> None:
+    """Move the calling thread into the named network namespace `name`, with no way back.
+
+    For a process that lives there from now on (the exec trampoline, the
+    sysfs child, the engine daemon); `in_netns` for a visit. TestbedError
+    when the namespace does not exist (`hint` is added to that message) or
+    cannot be entered.
+    """
+    try:
+        fd = os.open(netns_path(name), os.O_RDONLY)
+    except FileNotFoundError:
+        raise TestbedError(f"network namespace {name!r} does not exist{hint}") from None
+    try:
+        setns(fd, CLONE_NEWNET)
+    except OSError as exc:
+        raise TestbedError(f"cannot enter network namespace {name!r}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def in_netns(name: str) -> Iterator[None]:
     """Run the body with the current thread inside the named network namespace.
@@ -235,14 +258,7 @@ def in_netns(name: str) -> Iterator[None]:
     """
     original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        try:
-            target = os.open(netns_path(name), os.O_RDONLY)
-        except FileNotFoundError:
-            raise TestbedError(f"network namespace {name!r} does not exist") from None
-        try:
-            setns(target, CLONE_NEWNET)
-        finally:
-            os.close(target)
+        enter_netns(name)
         try:
             yield
         finally:
@@ -324,66 +340,3 @@ def netns_socket(name: str) -> socket.socket:
     """A UDP socket inside network namespace `name`, for ioctls there."""
     with in_netns(name):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-
-
-# --- processes ------------------------------------------------------------------
-
-
-def process_starttime(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), None if gone.
-
-    Together with the PID this names one process for good: a PID reused by a
-    later process has a different start time.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm (field 2) may hold spaces and parentheses: fields resume after the last ')'
-    rest = stat[stat.rindex(b")") + 2 :].split()
-    return int(rest[22 - 3])
-
-
-def process_state(pid: int) -> str | None:
-    """Field 3 of /proc/PID/stat (`R`, `S`, `Z`...), None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat[stat.rindex(b")") + 2 :].split()[0].decode()
-
-
-def pids_by_netns(names: list[str]) -> dict[str, list[int]]:
-    """PIDs of the processes in each named namespace of `names`, from one scan of /proc.
-
-    `pids_in_netns` for many namespaces at once: the scan costs the same
-    for one namespace as for a hundred.
-    """
-    targets: dict[tuple[int, int], str] = {}
-    for name in names:
-        try:
-            st = os.stat(netns_path(name))
-        except FileNotFoundError:
-            continue
-        targets[(st.st_dev, st.st_ino)] = name
-    found: dict[str, list[int]] = {name: [] for name in names}
-    if not targets:
-        return found
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue  # gone meanwhile, or a kernel thread we may not inspect
-        name = targets.get((st.st_dev, st.st_ino))
-        if name is not None:
-            found[name].append(int(entry))
-    return found
-
-
-def pids_in_netns(name: str) -> list[int]:
-    """PIDs of processes whose network namespace is the named one (read-only scan)."""
-    return pids_by_netns([name])[name]

@@ -320,14 +320,14 @@ def network_plan(
     next_index = {node.name: IFINDEX_BASE for node in topology.nodes}
     veths: list[VethSpec] = []
     for k, link in enumerate(topology.links):
-        for end, node, wire_if in zip("ab", link.nodes, naming.wire_ifnames(k)):
-            index = next_index[node]
-            next_index[node] += 1
+        for end, name, wire_if in zip("ab", link.nodes, naming.wire_ifnames(k)):
+            index = next_index[name]
+            next_index[name] += 1
             mac = mac_address(prefix, k, end, wire=False)
             veths.append(
                 VethSpec(
-                    link=link.name, end=end, node=node, netns=netns(node),
-                    ifname=lay.interfaces[(node, link.name)], ifindex=index, mac=mac, mtu=link.mtu,
+                    link=link.name, end=end, node=name, netns=netns(name),
+                    ifname=lay.interfaces[(name, link.name)], ifindex=index, mac=mac, mtu=link.mtu,
                     link_local=eui64_link_local(mac),
                     wire_netns=wire, wire_ifname=wire_if, wire_ifindex=IFINDEX_BASE + 2 * k + (end == "b"),
                     wire_mac=mac_address(prefix, k, end, wire=True), wire_mtu=WIRE_MTU,

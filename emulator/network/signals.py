@@ -105,8 +105,8 @@ def shielded() -> Iterator[None]:
             previous[sig] = signal.signal(sig, hold)
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        for number, old in previous.items():
+            signal.signal(number, old if old is not None else signal.SIG_DFL)
         if held:
             # also after an exception of the body: the signal still means "stop"
             # (what the handler raises carries the body's exception as context)

@@ -13,13 +13,15 @@ threads. One child for all namespaces: starting a Python per namespace cost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from typing import Sequence
 
 from emulator.errors import TestbedError
-from emulator.network.exec import MNT_DETACH, _fail, enter_netns, enter_node
+from emulator.network.exec import enter_node, setup_step
+from emulator.network.kernel import MNT_DETACH, enter_netns, mount, umount2
 
 
 def write_in_namespaces(values: dict[str, dict[str, str]]) -> None:
@@ -39,15 +41,15 @@ def write_in_netns(netns: str, values: dict[str, str]) -> None:
 
 
 def _write_all(work: dict[str, dict[str, str]]) -> None:
-    libc = None
+    private = False
     for netns, paths in work.items():
-        if libc is None:
-            libc = enter_node(netns)  # also the private mount namespace, once
+        if not private:
+            enter_node(netns)  # also the private mount namespace, once
+            private = True
         else:
-            enter_netns(libc, netns)
+            enter_netns(netns, hint=" (is the testbed up?)")
         # a sysfs mount shows the namespace its mounter was in when mounting
-        if libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None) != 0:
-            _fail(f"cannot mount sysfs for namespace {netns}")
+        setup_step(f"cannot mount sysfs for namespace {netns}", mount, "sysfs", "/sys", "sysfs", 0)
         try:
             for path, value in paths.items():
                 if not path.startswith("/sys/"):
@@ -58,7 +60,8 @@ def _write_all(work: dict[str, dict[str, str]]) -> None:
                 except OSError as exc:
                     raise TestbedError(f"cannot write {value!r} to {path} in {netns}: {exc.strerror}") from exc
         finally:
-            libc.umount2(b"/sys", MNT_DETACH)
+            with contextlib.suppress(OSError):  # the next mount goes on top; the child ends soon
+                umount2("/sys", MNT_DETACH)
 
 
 def main(argv: Sequence[str]) -> int:

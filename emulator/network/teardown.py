@@ -17,95 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
-import signal
-import time
 from typing import Any
 
-from emulator.network import kernel
+from emulator.network import kernel, processes
 from emulator.network.signals import shielded
 from emulator.network.state import DEFAULT_ROOT, RunState
 
-_POLL_S = 0.02
-
-
-def _same_process(entry: dict[str, Any]) -> bool:
-    """True while the recorded process is alive and is the one recorded (not a reused PID).
-
-    A zombie counts as gone: it has exited, and its parent (perhaps the
-    caller, holding a Popen) collects its status; reaping it here would
-    steal that status.
-    """
-    starttime = kernel.process_starttime(int(entry["pid"]))
-    if starttime is None or starttime != int(entry["starttime"]):
-        return False
-    return kernel.process_state(int(entry["pid"])) not in (None, "Z", "X")
-
-
-def _wait_gone(entry: dict[str, Any], deadline: float, pidfd: int | None = None) -> bool:
-    """Wait until the recorded process is gone or `deadline` passes; True if gone.
-
-    With a pidfd the wait ends the moment the process exits (the pidfd
-    becomes readable); polling /proc every _POLL_S cost at least 20 ms per
-    process, seconds for a testbed with a daemon per router.
-    """
-    while True:
-        if not _same_process(entry):
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        if pidfd is not None:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            poller.poll(max(1, int(left * 1000)))
-        else:
-            time.sleep(min(_POLL_S, left))
-
-
-def _open_pidfd(entry: dict[str, Any]) -> int | None:
-    """A pidfd for the recorded process, or None (gone, reused PID, or no pidfd support).
-
-    Opened first and checked after: if the start time still matches once the
-    pidfd is open, the pidfd names the recorded process and no later one.
-    """
-    try:
-        pidfd = os.pidfd_open(int(entry["pid"]))
-    except (OSError, AttributeError):
-        return None
-    if not _same_process(entry):
-        os.close(pidfd)
-        return None
-    return pidfd
-
 
 def _stop_process(entry: dict[str, Any], timeout_s: float) -> str | None:
-    """SIGTERM, wait up to `timeout_s`, then SIGKILL; a problem message or None."""
-    pid = int(entry["pid"])
-    role = entry.get("role", "process")
-    if not _same_process(entry):
-        return None
-    pidfd = _open_pidfd(entry)
-    try:
-        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, timeout_s)):
-            if not _same_process(entry):
-                return None
-            try:
-                if pidfd is not None:
-                    signal.pidfd_send_signal(pidfd, sig)  # cannot hit a reused PID
-                else:
-                    os.kill(pid, sig)
-            except ProcessLookupError:
-                return None
-            except PermissionError:
-                return f"{role} (pid {pid}) cannot be signalled: permission denied"
-            if _wait_gone(entry, time.monotonic() + wait_s, pidfd):
-                return None
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-    return f"{role} (pid {pid}) survived SIGKILL for {timeout_s:g}s"
+    """Stop the recorded process (`processes.stop_recorded`); a problem message or None."""
+    return processes.stop_recorded(int(entry["pid"]), int(entry["starttime"]), timeout_s,
+                                   entry.get("role", "process"))
 
 
 def teardown(run: RunState, *, timeout_s: float = 5) -> list[str]:
@@ -155,7 +78,7 @@ def _teardown(run: RunState, timeout_s: float) -> list[str]:
     # its PID: it is identified by its argv naming a config file this run
     # recorded (written before the engine starts), never by a name guessed.
     for pid in _unrecorded_engines(run):
-        starttime = kernel.process_starttime(pid)
+        starttime = processes.process_starttime(pid)
         stopped.add(pid)
         if starttime is not None:
             problem = _stop_process({"pid": pid, "starttime": starttime, "role": "unrecorded engine"}, timeout_s)
@@ -164,28 +87,28 @@ def _teardown(run: RunState, timeout_s: float) -> list[str]:
 
     namespaces = list(reversed(run.of_kind("netns")))
     # one scan of /proc for all namespaces, not one per namespace
-    residents = kernel.pids_by_netns([entry["name"] for entry in namespaces])
+    residents = processes.pids_by_netns([entry["name"] for entry in namespaces])
     for entry in namespaces:
         name = entry["name"]
         for pid in residents.get(name, []):
             if pid == os.getpid() or pid in stopped:
                 continue
-            starttime = kernel.process_starttime(pid)
-            if _parent_pid(pid) == os.getpid() and starttime is not None:
+            starttime = processes.process_starttime(pid)
+            if processes.parent_pid(pid) == os.getpid() and starttime is not None:
                 stopped.add(pid)
                 # Started by this very process into this run's namespace, and
                 # not recorded: a signal landed between its start and its
                 # record (a daemon, a traffic tool). Ours, so stopped like the
                 # recorded ones; left running it would keep the namespace alive.
                 problem = _stop_process({"pid": pid, "starttime": starttime,
-                                         "role": f"unrecorded {_comm(pid)}"}, timeout_s)
+                                         "role": f"unrecorded {processes.command_name(pid)}"}, timeout_s)
                 if problem:
                     problems.append(problem)
                 continue
             # Report (never kill) processes this run did not start that keep the
             # namespace alive: the veths inside live on until they exit.
             problems.append(
-                f"process {pid} ({_comm(pid)}) still runs in namespace {name}; "
+                f"process {pid} ({processes.command_name(pid)}) still runs in namespace {name}; "
                 "it was not started by this run, so it was left alone (its interfaces live until it exits)"
             )
         try:
@@ -218,7 +141,7 @@ def _teardown(run: RunState, timeout_s: float) -> list[str]:
 
 def down_all(root: str = DEFAULT_ROOT, *, timeout_s: float = 5) -> list[str]:
     """Tear down every run recorded under `root`; return all problems, each naming its run."""
-    problems = []
+    problems: list[str] = []
     with shielded():  # one signal must not leave the later runs up
         for run in RunState.all(root):
             problems.extend(f"{run.prefix}: {p}" for p in teardown(run, timeout_s=timeout_s))
@@ -231,33 +154,4 @@ def _unrecorded_engines(run: RunState) -> list[int]:
     if not configs:
         return []
     recorded = {int(entry["pid"]) for entry in run.of_kind("process")}
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in recorded or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "emulator.engine.daemon" in argv and configs.intersection(argv):
-            found.append(int(entry))
-    return found
-
-
-def _parent_pid(pid: int) -> int | None:
-    """The parent of `pid` (field 4 of /proc/PID/stat), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # the command name (field 2) may hold spaces and parentheses: split after its last ")"
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
+    return processes.pids_with_argument(configs, "emulator.engine.daemon", recorded | {os.getpid()})

@@ -145,7 +145,7 @@ def _draw_late_spans(axes: Axes, report: Report) -> list[Any]:
 
 def _finish(figure: Figure, axes: Axes, mark_handles: list[Line2D], path: str | Path) -> str:
     handles, labels = axes.get_legend_handles_labels()
-    handles = handles + mark_handles
+    handles = [*handles, *mark_handles]
     if handles:   # a legend with nothing in it warns: only draw one when there is something
         axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     path = Path(path)

@@ -181,6 +181,15 @@ class TimelineMark:
         return cls(t_s=float(data["t_s"]), kind=data["kind"], link=data["link"], detail=data.get("detail", ""))
 
 
+def run_verdict(verdicts: list[str], errors: list[str]) -> str:
+    """The run's verdict from its assertions' verdicts and its errors (docs/verdicts.md)."""
+    if errors or "fail" in verdicts:
+        return "fail"
+    if "inconclusive" in verdicts:
+        return "inconclusive"
+    return "pass"
+
+
 @dataclass
 class Report:
     """Everything one run of a scenario produced."""
@@ -202,7 +211,7 @@ class Report:
     links: dict[str, Any]         # engine counters at the end, as Testbed.stats()
     scenario_text: str = ""
     errors: list[str] = field(default_factory=list)   # e.g. a traffic tool that failed
-    #: each timeline step as the engine applied it (ScenarioRun.timeline_status): label, kind,
+    #: each timeline step as the engine applied it (emulator.run.collect.timeline_status): label, kind,
     #: link, direction, scheduled_s, applied_s, apply_error_us, and per direction the applied
     #: time and the arrival times of the last frame judged before and the first after
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -224,8 +233,6 @@ class Report:
     def verdict(self) -> str:
         """"pass", "fail" (an assertion failed, or the run had errors) or "inconclusive"
         (none failed, but the run's own error could have flipped one)."""
-        from emulator.report.verdict import run_verdict
-
         return run_verdict([a.verdict for a in self.assertions], self.errors)
 
     @property

@@ -59,9 +59,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emulator.measure.fidelity import Fidelity
-    from emulator.report.report import AssertionResult
 
 from emulator.measure.fidelity import STEAL_LIMIT_PCT, host_reason
+from emulator.report.report import AssertionResult
 from emulator.scenario.scenario import unit_scale_ms
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -185,12 +185,3 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
     if not result.passed and "throughput" in name and fidelity.steal_max_pct > STEAL_LIMIT_PCT:
         return INCONCLUSIVE, f"host CPU steal reached {fidelity.steal_max_pct:.1f} % (limit {STEAL_LIMIT_PCT:g} %)"
     return plain, ""
-
-
-def run_verdict(verdicts: list[str], errors: list[str]) -> str:
-    """The run's verdict from its assertions' verdicts and its errors."""
-    if errors or FAIL in verdicts:
-        return FAIL
-    if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE
-    return PASS

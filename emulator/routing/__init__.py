@@ -1,1 +1,3 @@
-"""Routing daemons in router namespaces: BIRD 2 configs (`bird`) and processes (`daemons`)."""
+"""Routing daemons in router namespaces: configs (`bird`, `frr`), their processes (`daemons` and
+`bird_daemons`, `frr_daemons`, picked by `registry`), what they report (`state`, `events`), and
+failover measurement (`failover`, `convergence`, `trace`)."""

@@ -269,7 +269,7 @@ def bgp_protocol_names(topology: Topology, node: str) -> dict[str, str]:
 
 def _bgp_session(topology: Topology, plan: AddressPlan, node: str, peer: str, link: Any, ifname: str) -> list[str]:
     """The `protocol bgp` block of `node`'s session with `peer` over `link`."""
-    routing = topology.routing
+    routing = topology.routing or RoutingConfig(protocol="bgp")   # only called for BGP topologies
     asn, peer_asn = topology.asn(node), topology.asn(peer)
     prepend = [f"        bgp_path.prepend({asn});"] * link.bgp_prepend
     lines = [

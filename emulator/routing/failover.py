@@ -43,6 +43,7 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
+from emulator.model.direction import each_direction
 from emulator.routing.events import RouteEvent, StateEvent
 
 #: a cut also takes the probes already on their way: gaps starting this long before a step count
@@ -138,7 +139,7 @@ def bfd_windows_ns(steps: Sequence[Step], topology: Any, directions: dict[str, s
         except KeyError:
             continue
         way = directions.get(step.label, "both")
-        cut = [p for name, p in (("a_to_b", link.a_to_b), ("b_to_a", link.b_to_a)) if way in ("both", name)]
+        cut = [p for name, p in (("a_to_b", link.a_to_b), ("b_to_a", link.b_to_a)) if name in each_direction(way)]
         windows[step.label] = bfd_detection_window_ns(
             bfd.interval_ns, bfd.multiplier, min(max(0, p.delay_ns - p.jitter_ns) for p in cut),
             min(p.delay_ns + p.jitter_ns for p in cut))

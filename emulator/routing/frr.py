@@ -56,7 +56,7 @@ SPF_THROTTLE_MS = (0, 50, 5000)
 def daemons_of(topology: Topology, node: str | None = None) -> tuple[str, ...]:
     """The FRR daemons `node` runs (any router when None), in start order: bfdd only in routers, with BFD."""
     router = node is None or topology.node(node).role == "router"
-    return tuple(d for d in DAEMONS if d != "bfdd" or (router and topology.routing.bfd is not None))
+    return tuple(d for d in DAEMONS if d != "bfdd" or (router and topology.routing is not None and topology.routing.bfd is not None))
 
 
 def speakers(topology: Topology) -> list[str]:
@@ -102,7 +102,7 @@ def frr_configs(
     loopback = plan.loopback4[node]
     hello_s = routing.hello_ns // 1_000_000_000
     dead_s = routing.dead_interval_ns // 1_000_000_000
-    bfd = routing.bfd is not None and me.role == "router"
+    bfd = routing.bfd if me.role == "router" else None   # bfdd runs in routers only
 
     zebra = _header(topology, node, "zebra", directory, "informational") + [
         "!",
@@ -137,8 +137,8 @@ def frr_configs(
         " timers lsa min-arrival 0",
     ]
     configs = {"zebra.conf": zebra, "ospfd.conf": ospf}
-    if bfd:
-        interval_ms = routing.bfd.interval_ns // 1_000_000
+    if bfd is not None:
+        interval_ms = bfd.interval_ns // 1_000_000
         configs["bfdd.conf"] = _header(topology, node, "bfdd", directory, "debugging") + [
             "debug bfd peer",
             "!",
@@ -146,6 +146,6 @@ def frr_configs(
             f" profile {BFD_PROFILE}",
             f"  transmit-interval {interval_ms}",
             f"  receive-interval {interval_ms}",
-            f"  detect-multiplier {routing.bfd.multiplier}",
+            f"  detect-multiplier {bfd.multiplier}",
         ]
     return {name: "\n".join(lines) + "\n" for name, lines in configs.items()}

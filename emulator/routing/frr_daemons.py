@@ -18,9 +18,10 @@ coexist. zebra must be up (its zserv socket present) before the others
 start: a client that finds no zebra retries only 10 s later.
 
 State readers use `vtysh --vty_socket DIR -c ...` with FRR's JSON output
-(`ospf_neighbours`, `bfd_sessions`, `routes`) and return the same shapes as
-`BirdDaemons`. `caspian exec ROUTER -- vtysh -c 'show ip ospf neighbor'`
-adds the router's `--vty_socket` (the run's meta `routing.vty`).
+(`ospf_neighbours`, `bfd_sessions`, `routes`) and return the records
+`BirdDaemons` returns (`emulator.routing.state`).
+`caspian exec ROUTER -- vtysh -c 'show ip ospf neighbor'` adds the router's
+`--vty_socket` (the run's meta `routing.vty`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,17 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator.errors import EnvironmentProblem, TestbedError
 from emulator.routing.daemons import MAX_SOCKET_PATH, RoutingDaemons, run_client
 from emulator.routing.events import StateEvent, frr_log_events
 from emulator.routing.frr import daemons_of, frr_configs, speakers
+from emulator.routing.state import BfdSession, OspfNeighbour, Route
+
+if TYPE_CHECKING:
+    from emulator.network.network import Network
+    from emulator.scenario.topology import Topology
 
 #: where Debian's frr package puts the daemons (not on PATH)
 FRR_LIBEXEC = "/usr/lib/frr"
@@ -48,9 +54,11 @@ VTYSH_TIMEOUT_S = 5.0
 FRR_CRASH_DIR = "/var/tmp/frr"
 #: the logs that hold protocol state changes
 STATE_LOGS = ("bfdd.log", "ospfd.log")
+#: how often a starting daemon's socket is looked for
+SOCKET_POLL_S = 0.02
 
 
-def frr_binaries(topology: Any) -> dict[str, str]:
+def frr_binaries(topology: Topology) -> dict[str, str]:
     """{daemon: path} of the FRR daemons the topology needs, and "vtysh"; EnvironmentProblem naming the fix."""
     fix = "apt-get install frr, or `make run`"
     found = {}
@@ -81,45 +89,47 @@ def vtysh(socket_dir: str, *commands: str, timeout_s: float = VTYSH_TIMEOUT_S) -
 
 
 # ---------------------------------------------------------------------------
-# FRR's JSON, in the shapes BirdDaemons returns (pure; unit-tested)
+# FRR's JSON, in the records BirdDaemons returns (pure; unit-tested)
 
 
-def parse_ospf_neighbours(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """`show ip ospf neighbor json` -> [{router_id, priority, state, dead_s, interface, address}]."""
+def parse_ospf_neighbours(data: dict[str, Any]) -> list[OspfNeighbour]:
+    """`show ip ospf neighbor json` -> one OspfNeighbour per neighbour entry."""
     result = []
     for router_id, entries in data.get("neighbors", {}).items():
         for entry in entries if isinstance(entries, list) else [entries]:
             state = entry.get("nbrState") or entry.get("state") or ""
             dead_ms = entry.get("routerDeadIntervalTimerDueMsec", entry.get("deadTimeMsecs"))
-            result.append({"router_id": router_id, "priority": int(entry.get("nbrPriority", entry.get("priority", 0))),
-                           "state": state.split("/")[0], "dead_s": dead_ms / 1000 if dead_ms is not None else None,
-                           "interface": str(entry.get("ifaceName", "")).split(":")[0],
-                           "address": entry.get("ifaceAddress", entry.get("address"))})
+            result.append(OspfNeighbour(router_id=router_id,
+                                        priority=int(entry.get("nbrPriority", entry.get("priority", 0))),
+                                        state=state.split("/")[0],
+                                        dead_s=dead_ms / 1000 if dead_ms is not None else None,
+                                        interface=str(entry.get("ifaceName", "")).split(":")[0],
+                                        address=entry.get("ifaceAddress", entry.get("address"))))
     return result
 
 
-def parse_bfd_peers(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`show bfd peers json` -> [{address, interface, state, interval_s, timeout_s}] (state as BIRD: `Up`)."""
+def parse_bfd_peers(data: list[dict[str, Any]]) -> list[BfdSession]:
+    """`show bfd peers json` -> one BfdSession per peer (state as BIRD spells it: `Up`; no `since`)."""
     result = []
     for peer in data:
         interval_ms = peer.get("transmit-interval")
         multiplier = peer.get("detect-multiplier")
-        result.append({"address": peer.get("peer"), "interface": peer.get("interface"),
-                       "state": str(peer.get("status", "")).capitalize(),
-                       "interval_s": interval_ms / 1000 if interval_ms is not None else None,
-                       "timeout_s": (interval_ms * multiplier / 1000
-                                     if interval_ms is not None and multiplier is not None else None)})
+        result.append(BfdSession(address=peer.get("peer"), interface=peer.get("interface"),
+                                 state=str(peer.get("status", "")).capitalize(),
+                                 interval_s=interval_ms / 1000 if interval_ms is not None else None,
+                                 timeout_s=(interval_ms * multiplier / 1000
+                                            if interval_ms is not None and multiplier is not None else None)))
     return result
 
 
-def parse_routes(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """`show ip route json` -> [{prefix, protocol, via, dev, best}] (one entry per route)."""
+def parse_routes(data: dict[str, Any]) -> list[Route]:
+    """`show ip route json` -> one Route per route entry (next hop: the first of its next hops)."""
     routes = []
     for prefix, entries in data.items():
         for entry in entries:
             hops = entry.get("nexthops") or [{}]
-            routes.append({"prefix": prefix, "protocol": entry.get("protocol"), "via": hops[0].get("ip"),
-                           "dev": hops[0].get("interfaceName"), "best": bool(entry.get("selected"))})
+            routes.append(Route(prefix=prefix, protocol=entry.get("protocol"), via=hops[0].get("ip"),
+                                dev=hops[0].get("interfaceName"), best=bool(entry.get("selected"))))
     return routes
 
 
@@ -132,12 +142,17 @@ class FrrDaemons(RoutingDaemons):
 
     name = "frr"
 
-    def __init__(self, network: Any) -> None:
+    def __init__(self, network: Network) -> None:
         super().__init__(network)
         #: the nodes that run FRR (routers and the hosts next to them) and their daemons, in start order
         self.daemons = {node: daemons_of(self.topology, node) for node in speakers(self.topology)}
         #: each node's directory: configs, logs, pid files and its sockets
         self.dirs = {node: os.path.join(self.dir, node) for node in self.daemons}
+
+    @classmethod
+    def check_binaries(cls, topology: Topology) -> None:
+        """EnvironmentProblem naming the fix if a daemon the topology needs, vtysh or FRR's vty group is missing."""
+        frr_binaries(topology)
 
     def _argv(self, binaries: dict[str, str], node: str, daemon: str) -> list[str]:
         d = self.dirs[node]
@@ -164,7 +179,7 @@ class FrrDaemons(RoutingDaemons):
             raise TestbedError(f"FRR socket path {too_long[0]!r} is longer than {MAX_SOCKET_PATH} bytes "
                                "(use a shorter --state-root)")
         self.network.run.set_meta("routing", {
-            "protocol": self.topology.routing.protocol, "daemon": "frr", "dir": self.dir, "vty": dict(self.dirs),
+            "protocol": self.routing_config.protocol, "daemon": "frr", "dir": self.dir, "vty": dict(self.dirs),
         })
         for node in self.daemons:
             os.makedirs(self.dirs[node], mode=0o755, exist_ok=True)
@@ -199,7 +214,7 @@ class FrrDaemons(RoutingDaemons):
             proc.wait()
             raise TestbedError(self._died(node, daemon, proc)) from None
 
-    def _died(self, node: str, daemon: str, proc: subprocess.Popen) -> str:
+    def _died(self, node: str, daemon: str, proc: subprocess.Popen[bytes]) -> str:
         # a daemon that dies leaves FRR's crash-log directory of its PID behind
         shutil.rmtree(os.path.join(FRR_CRASH_DIR, f"{daemon}.{proc.pid}"), ignore_errors=True)
         return (f"FRR {daemon} in router {node} exited with {proc.returncode}: {self._output(node, daemon)} "
@@ -213,7 +228,7 @@ class FrrDaemons(RoutingDaemons):
             if time.monotonic() > deadline:
                 raise TestbedError(f"FRR {daemon} in router {node} did not open {path} in time: "
                                    f"{self._output(node, daemon)}")
-            time.sleep(0.02)
+            time.sleep(SOCKET_POLL_S)
 
     def _output(self, node: str, daemon: str) -> str:
         """The tail of what a daemon printed before its log file took over."""
@@ -259,23 +274,19 @@ class FrrDaemons(RoutingDaemons):
         except ValueError:
             raise TestbedError(f"vtysh in {node}: {command!r} gave no JSON: {text.strip()[:200]}") from None
 
-    def ospf_neighbours(self, node: str, *, ipv6: bool = False) -> list[dict[str, Any]]:
+    def ospf_neighbours(self, node: str, *, ipv6: bool = False) -> list[OspfNeighbour]:
         """OSPF neighbours of router `node`, as `BirdDaemons.ospf_neighbours`; FRR runs no OSPFv3 here (`ipv6`: [])."""
         if ipv6:
             return []
         return parse_ospf_neighbours(self._json(node, "show ip ospf neighbor json"))
 
-    def bfd_sessions(self, node: str) -> list[dict[str, Any]]:
+    def bfd_sessions(self, node: str) -> list[BfdSession]:
         """BFD peers of router `node`, as `BirdDaemons.bfd_sessions`; empty without BFD."""
-        if self.topology.routing.bfd is None:
+        if self.routing_config.bfd is None:
             return []
         data = self._json(node, "show bfd peers json")
         return parse_bfd_peers(data if isinstance(data, list) else [])
 
-    def routes(self, node: str) -> list[dict[str, Any]]:
+    def routes(self, node: str) -> list[Route]:
         """Routes in zebra's table of router `node`, as `BirdDaemons.routes`."""
         return parse_routes(self._json(node, "show ip route json"))
-
-    def bgp_sessions(self, node: str) -> list[dict[str, Any]]:
-        """Always empty: FRR runs OSPF here."""
-        return []

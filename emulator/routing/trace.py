@@ -107,7 +107,7 @@ def run_trace(target: str, at_ns: int, max_hops: int, timeout_s: float, pings: i
         answered, _ = sr(echo, timeout=timeout_s, inter=PING_GAP_S, verbose=0)
         for sent, got in answered:
             if int(got[ICMP].type) == 0:
-                rtts.append(round((float(got.time) - float(sent.sent_time)) * 1000, 3))
+                rtts.append(round((float(got.time) - float(sent.sent_time or 0)) * 1000, 3))
     return {"target": target, "address": dst, "source": src, "asked_ns": at_ns, "at_ns": started, "hops": hops,
             "reached": reached, "rtt_ms": rtts}
 

@@ -3,62 +3,47 @@
 Pure, immutable data; `emulator.scenario.loader.load_scenario` builds it from
 the same YAML file a topology lives in (the topology sections plus `duration`,
 `traffic`, `timeline` and `assertions`). Times are ns from the scenario start.
+The dependency runs one way: the loader imports these classes, never the
+reverse (so there is no `Scenario.load`: call `load_scenario`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emulator.model.direction import WORDS
 from emulator.model.linkparams import LinkParams
+from emulator.model.metrics import kinds as metric_kinds, names as metric_names
 from emulator.scenario.topology import Topology
 
 TRAFFIC_KINDS = ("probe", "tcp", "udp")
 EVENT_KINDS = ("cut", "restore", "set", "flap")
-DIRECTIONS = ("both", "a_to_b", "b_to_a")
+#: the direction words a file may use (a node name too, resolved by emulator.model.direction)
+DIRECTIONS = WORDS
 #: How a cut fails the link: `silent`, frames vanish and both ends stay up (BFD or
 #: hellos must notice); `carrier`, the link's interfaces go oper-down in both nodes as
 #: when a transponder loses light, so the daemons see the netlink event at once
 CUT_MODES = ("silent", "carrier")
 
+#: The metric names, from the registry (emulator.model.metrics), which says each one's unit and producer.
 #: Metrics each traffic kind yields; an assertion names `<traffic>.<metric>`.
-TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {
-    "probe": (
-        "sent", "received", "loss_pct", "loss_outside_events_pct",
-        "owd_min_ms", "owd_median_ms", "owd_mean_ms", "owd_p99_ms", "owd_max_ms",
-        "jitter_ms", "reordered", "duplicates", "longest_gap_ms", "loss_burst_mean",
-        # the emulated network alone (engine stamps at the first and last link)
-        "net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms",
-    ),
-    "tcp": ("throughput_mbps", "retransmits", "bytes"),
-    "udp": ("throughput_mbps", "loss_pct", "jitter_ms", "bytes"),
-}
+TRAFFIC_METRICS: dict[str, tuple[str, ...]] = {kind: metric_names(kind) for kind in TRAFFIC_KINDS}
 #: Metrics of every link direction: `link.<name>.<a_to_b|b_to_a>.<metric>`.
-LINK_METRICS = ("rx_packets", "tx_packets", "drops_outage", "drops_loss", "drops_queue", "duplicated", "corrupted")
+LINK_METRICS = metric_names("link")
 #: Metrics of the timeline: `events.<metric>`: the total time links were cut (from the
 #: instants the engine applied each cut and restore) and the largest delay between a
 #: step's scheduled instant and the engine applying it
-EVENT_METRICS = ("cut_total_ms", "apply_error_max_us")
+EVENT_METRICS = metric_names("events")
 #: Failover metrics of each timeline event with dynamic routing: `routing.<step>.<metric>`, where
 #: <step> is the event's kind and its number among the events of that kind in time order
 #: (cut1, restore1, set1, flap1 ...). Value kinds: "number", "path" (node names), "bool".
-ROUTING_METRICS: dict[str, str] = {
-    "detection_ms": "number", "first_route_ms": "number", "convergence_ms": "number", "route_changes": "number", "outage_ms": "number",
-    "rtt_before_ms": "number", "rtt_after_ms": "number",
-    "path_before": "path", "path_after": "path", "path_changed": "bool", "reverts_on_restore": "bool",
-    # RFC 6412/6413 convergence benchmarks from the probe streams (emulator.routing.convergence)
-    "loss_derived_ms": "number", "rate_derived_first_ms": "number", "rate_derived_full_ms": "number",
-    "psi_ms": "number", "sustained_s": "number", "loss_of_connectivity_ms": "number",
-    "reordered_packets": "number", "duplicate_packets": "number",
-    "route_specific_min_ms": "number", "route_specific_max_ms": "number", "route_specific_mean_ms": "number",
-    # the detection window BFD's timers give (RFC 5880), cut and flap steps with BFD (emulator.routing.failover)
-    "bfd_expected_ms": "number", "bfd_expected_min_ms": "number", "detection_in_bfd_window": "bool",
-}
+ROUTING_METRICS: dict[str, str] = metric_kinds("routing")
 #: ... of which `reverts_on_restore` exists only for these kinds
 REVERT_KINDS = ("restore", "flap")
 #: The routing's start-up as a step of its own: `routing.start.convergence_s`, seconds from
 #: starting the daemons to converged (routes to every node, sessions Established, BFD Up)
 START_STEP = "start"
-START_METRICS = ("convergence_s",)
+START_METRICS = metric_names("start")
 
 
 @dataclass(frozen=True)
@@ -71,8 +56,10 @@ class TrafficSpec:
     target: str                    # node name (`to` in YAML)
     start_ns: int = 0
     stop_ns: int | None = None     # None = the scenario's end
-    #: probe: packets per second; udp: target bit/s; tcp: 0 (unlimited) or a cap in bit/s
-    rate: float = 0.0
+    #: probe: packets per second (0 for udp and tcp)
+    rate_pps: float = 0.0
+    #: udp: target bit/s; tcp: 0 (unlimited) or a cap in bit/s (0 for probes)
+    rate_bps: float = 0.0
     #: probe/udp payload bytes (probe: at least 16, for sequence and time)
     size: int = 64
     ipv6: bool = False
@@ -197,13 +184,6 @@ class Scenario:
     @property
     def name(self) -> str:
         return self.topology.name
-
-    @classmethod
-    def load(cls, path: str) -> "Scenario":
-        """Read and validate a scenario file (raises ScenarioError)."""
-        from emulator.scenario.loader import load_scenario
-
-        return load_scenario(path)
 
     def measured_steps(self) -> list[tuple[str, Event]]:
         """The timeline's events (flaps whole) in time order, each with its failover label:

@@ -246,7 +246,7 @@ def probe_series(records: Any, start_ns: int, *, window_ns: int = 100_000_000,
     points = [((sent_ns - start_ns) / 1e9, (got - sent_ns) / 1e6) for _, sent_ns, got in first]
     if len(points) > MAX_OWD_POINTS:
         bucket = math.ceil(len(points) / (MAX_OWD_POINTS // 2))
-        kept = []
+        kept: list[tuple[float, float]] = []
         for i in range(0, len(points), bucket):
             chunk = points[i:i + bucket]
             low = min(range(len(chunk)), key=lambda j: chunk[j][1])

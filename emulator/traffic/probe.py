@@ -170,7 +170,8 @@ def load_records(path: str) -> ProbeRecords:
             if header.get("byteorder", sys.byteorder) != sys.byteorder:
                 column.byteswap()
             columns.append(column.tolist())
-    return ProbeRecords(*columns, corrupted=int(header.get("corrupted", 0)))
+    seq, send_ns, recv_ns = columns
+    return ProbeRecords(seq, send_ns, recv_ns, corrupted=int(header.get("corrupted", 0)))
 
 
 # ------------------------------------------------------------------ packets

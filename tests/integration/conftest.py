@@ -78,7 +78,7 @@ def netns_leftovers(prefix: str) -> list[str]:
 
 def pids_mentioning(text: str) -> list[int]:
     """PIDs of live (non-zombie) processes whose command line contains `text`."""
-    from emulator.network.kernel import process_state
+    from emulator.network.processes import running
 
     found = []
     for entry in os.listdir("/proc"):
@@ -89,7 +89,7 @@ def pids_mentioning(text: str) -> list[int]:
                 cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and process_state(int(entry)) not in (None, "Z", "X"):
+        if text in cmdline and running(int(entry)):
             found.append(int(entry))
     return found
 
@@ -101,7 +101,7 @@ def make_testbed(run_root: str) -> Iterator[Callable[..., Any]]:
     After the test: teardown reports no problem, no namespace of the run's
     prefix is left, its engine process is gone and its run directory removed.
     """
-    from emulator.network.kernel import process_state
+    from emulator.network.processes import running
     from emulator.testbed import Testbed
 
     made: list[Any] = []
@@ -127,7 +127,7 @@ def make_testbed(run_root: str) -> Iterator[Callable[..., Any]]:
                 failures.append(f"{prefix}: namespaces left {netns_leftovers(prefix)}")
             if os.path.exists(run_dir):
                 failures.append(f"{prefix}: run directory {run_dir} left")
-            if engine_pid is not None and process_state(engine_pid) not in (None, "Z", "X"):
+            if engine_pid is not None and running(engine_pid):
                 failures.append(f"{prefix}: engine pid {engine_pid} still runs")
         assert not failures, failures
 
@@ -164,3 +164,37 @@ def wait_listening(testbed: Any, node: str, port: int, server: Any, timeout_s: f
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on port {port} in {node} after {timeout_s} s")
+
+
+class HostWindow:
+    """The host's CPU steal and pressure over a timed check (emulator.measure.host)."""
+
+    def __init__(self) -> None:
+        from emulator.measure.host import HostSampler
+
+        self._sampler = HostSampler()
+        self.load: Any = None
+
+    def __enter__(self) -> "HostWindow":
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.load = self._sampler.stop()
+
+
+def fail_or_inconclusive(window: HostWindow, what: str) -> None:
+    """A timing check failed: fail the test, or skip it as inconclusive when the host
+    was loaded past the thresholds the scenario verdicts use (docs/verdicts.md:
+    steal > 5 % in a sampling interval or CPU pressure > 25 % over the check), since
+    then the machine, not the emulator, can have made the figure."""
+    from emulator.measure.fidelity import PRESSURE_LIMIT_PCT, STEAL_LIMIT_PCT
+
+    load = window.load
+    steal = max([s for _, _, s, _ in load.intervals] or [load.steal_pct])
+    if steal > STEAL_LIMIT_PCT:
+        pytest.skip(f"inconclusive: {what}; host CPU steal reached {steal:.1f} % (limit {STEAL_LIMIT_PCT:g} %)")
+    if load.pressure_pct is not None and load.pressure_pct > PRESSURE_LIMIT_PCT:
+        pytest.skip(f"inconclusive: {what}; tasks waited for a CPU {load.pressure_pct:.0f} % of the check "
+                    f"(limit {PRESSURE_LIMIT_PCT:g} %)")
+    pytest.fail(what + f" (host quiet: steal {steal:.1f} %, CPU pressure {load.pressure_pct} %)")

@@ -131,7 +131,7 @@ nodes:
 links:
   left-right: {ends: [left, right], delay: 3ms}
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 200pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 200pps}
 capture: [left-right]
 """
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from emulator.network import kernel
+from emulator.network import kernel, processes
 from emulator.network.state import RunState
 from tests.integration.conftest import netns_leftovers, pids_mentioning, requires_root
 
@@ -47,7 +47,7 @@ def assert_all_gone(root: str, prefixes: list[str], pids: list[int]) -> None:
         assert netns_leftovers(prefix) == [], f"namespaces left: {netns_leftovers(prefix)}"
     assert run_dirs(root) == [], f"run directories left: {run_dirs(root)}"
     for pid in pids:
-        assert kernel.process_state(pid) in (None, "Z", "X"), f"pid {pid} still runs"
+        assert not processes.running(pid), f"pid {pid} still runs"
     assert pids_mentioning(root) == [], f"processes of this root still run: {pids_mentioning(root)}"
 
 
@@ -206,12 +206,12 @@ def test_down_all_cleans_up_after_engine_sigkill(run_root: str) -> None:
         (run,) = runs
         pid = engine_pid(run)
         pids.append(pid)
-        assert kernel.process_state(pid) not in (None, "Z", "X")
+        assert processes.running(pid)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while kernel.process_state(pid) not in (None, "Z", "X") and time.monotonic() < deadline:
+        while processes.running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert kernel.process_state(pid) in (None, "Z", "X")
+        assert not processes.running(pid)
         # the namespaces are still there: nothing cleaned up behind our back
         assert netns_leftovers(run.prefix)
         # The engine is gone: commands that need it fail cleanly (exit 2, one line).
@@ -322,8 +322,8 @@ nodes:
 links:
   left-right: {{ends: [left, right], delay: 1ms}}
 traffic:
-  probe: {{kind: probe, from: left, to: right, rate: 200pps}}
-  probe6: {{kind: probe, from: left, to: right, rate: 200pps, ipv6: true}}
+  probe: {{kind: probe, from: left, to: right, rate_pps: 200pps}}
+  probe6: {{kind: probe, from: left, to: right, rate_pps: 200pps, ipv6: true}}
 timeline:
   - {{at: 500ms, set: left-right, netem: "{netem}"}}
 assertions:

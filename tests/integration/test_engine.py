@@ -30,7 +30,7 @@ from emulator.network import kernel
 from emulator.scenario.default import default_topology
 from emulator.scenario.paths import rtt_ns
 from emulator.traffic.ping import ping
-from tests.integration.conftest import requires_root, two_host_topology, wait_listening
+from tests.integration.conftest import HostWindow, fail_or_inconclusive, requires_root, two_host_topology, wait_listening
 
 pytestmark = [pytest.mark.root, requires_root]
 
@@ -129,7 +129,8 @@ def test_ping_rtt_across_default_topology_matches_configured(make_testbed: Any) 
     # Warm up ARP on every hop so the first sample is not an outlier (it
     # would not move the median, but keeps the loss count clean).
     ping(testbed, "europe", "asia", count=2, interval_s=0.02)
-    result = ping(testbed, "europe", "asia", count=50, interval_s=0.02)
+    with HostWindow() as host:
+        result = ping(testbed, "europe", "asia", count=50, interval_s=0.02)
     # Loss: the cable has 0.001 % loss, crossed twice per ping: P(any of 50
     # lost) ≈ 0.1 %; P(two lost) ≈ 5e-7. At most one is allowed.
     assert result.received >= 49, f"{50 - result.received} of 50 pings lost"
@@ -140,15 +141,22 @@ def test_ping_rtt_across_default_topology_matches_configured(make_testbed: Any) 
     # crossings per direction costs tens of µs and each engine release is
     # 14-17 µs late at the median (60-70 µs per RTT through a kernel bridge at
     # this ping rate): a median base of ~0.05-0.1 ms, 0.3 ms allows 3x that.
-    assert configured_ms - 0.005 <= median <= configured_ms + 0.3, (
-        f"median RTT {median:.3f} ms vs configured {configured_ms:.3f} ms: {sorted(result.rtts_ms.values())}"
-    )
+    # Beyond that on a loaded host (steal or CPU pressure past the verdict
+    # thresholds) the nodes' stacks, not the links, add the time: inconclusive
+    # (seen under stress-ng: 4.28-4.38 ms with CPU pressure over 25 %).
+    assert configured_ms - 0.005 <= median, f"median RTT {median:.3f} ms is below the configured {configured_ms:.3f}"
+    if median > configured_ms + 0.3:
+        fail_or_inconclusive(host, f"median RTT {median:.3f} ms vs configured {configured_ms:.3f} ms + 0.3: "
+                                   f"{sorted(result.rtts_ms.values())}")
 
-    six = ping(testbed, "europe", "asia", count=10, interval_s=0.02, ipv6=True)
+    with HostWindow() as host:
+        six = ping(testbed, "europe", "asia", count=10, interval_s=0.02, ipv6=True)
     # IPv6 crosses the same links (ND instead of ARP on the first packet):
     # the same loss argument allows one lost, the same window applies.
     assert six.received >= 9, f"IPv6: {10 - six.received} of 10 lost"
-    assert configured_ms - 0.005 <= six.median_ms() <= configured_ms + 0.3, sorted(six.rtts_ms.values())
+    assert configured_ms - 0.005 <= six.median_ms(), sorted(six.rtts_ms.values())
+    if six.median_ms() > configured_ms + 0.3:
+        fail_or_inconclusive(host, f"IPv6 median RTT {six.median_ms():.3f} ms: {sorted(six.rtts_ms.values())}")
     assert_invariant(testbed.stats())
 
 

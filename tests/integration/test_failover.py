@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import pytest
 
+from emulator.run import execute
 from emulator.scenario.loader import parse_scenario
 from tests.integration.conftest import requires_root
 from tests.integration.test_routing import RING, bird_skip_reason
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.root, requires_root,
 SCENARIO = RING + """\
 duration: 20s
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 500pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 500pps}
 timeline:
   - {at: 6s, cut: ra-rb}
   - {at: 12s, restore: ra-rb}
@@ -29,9 +30,14 @@ assertions:
 def test_ring_cut_failover_metrics(make_testbed: Callable[..., Any]) -> None:
     scenario = parse_scenario(SCENARIO, source="<ring>")
     testbed = make_testbed(scenario)
-    report = testbed.run()
+    report = execute(testbed, scenario)
     m = report.metrics
     assert report.errors == []
+    # a trace the loaded host started late or starved measured no path: the
+    # path metrics are None and the verdict names it (docs/verdicts.md)
+    starved = {k: report.fidelity[k] for k in ("late_traces", "unanswered_traces") if report.fidelity.get(k)}
+    if starved:
+        pytest.skip(f"inconclusive: failover traces the host held up: {starved}")
     assert m["routing.cut1.path_before"] == ["left", "ra", "rb", "rd", "right"]
     assert m["routing.cut1.path_after"] == ["left", "ra", "rc", "rd", "right"]
     assert m["routing.cut1.path_before"] != m["routing.cut1.path_after"]

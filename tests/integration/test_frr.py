@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
+from emulator.run import execute
 from emulator.scenario.loader import parse_scenario
 from tests.integration.conftest import netns_leftovers, requires_root
 from tests.integration.test_routing import RING
@@ -33,7 +34,7 @@ FRR_RING = RING.replace("hello: 1s}", "hello: 1s, daemon: frr}")
 SCENARIO = FRR_RING + """\
 duration: 12s
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 500pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 500pps}
 timeline:
   - {at: 4s, cut: ra-rb}
   - {at: 8s, restore: ra-rb}
@@ -69,7 +70,7 @@ def test_frr_ring_fails_over_within_a_second(make_testbed: Callable[..., Any]) -
     assert route["dev"] == "rb" and route["protocol"] == 188   # RTPROT_OSPF
     assert "Full" in routing.vtysh("rd", "show ip ospf neighbor")
 
-    report = testbed.run()
+    report = execute(testbed, scenario)
     m = report.metrics
     if report.verdict == "inconclusive":  # the machine, not the network, could have flipped one
         pytest.skip("inconclusive: " + "; ".join(f"{a.metric}: {a.reason}" for a in report.inconclusive))
@@ -84,7 +85,7 @@ def test_frr_ring_fails_over_within_a_second(make_testbed: Callable[..., Any]) -
 
 
 def test_frr_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -> None:
-    from emulator.network.kernel import process_state
+    from emulator.network.processes import running
     from emulator.scenario.loader import parse_topology
 
     testbed = make_testbed(parse_topology(FRR_RING, source="<frr-ring>"))
@@ -94,7 +95,7 @@ def test_frr_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -
         "left ospfd", "left zebra", "ra bfdd", "ra ospfd", "ra zebra"]
     run_dir, prefix = testbed.state.dir, testbed.state.prefix
     assert testbed.stop() == []
-    assert [key for key, proc in processes.items() if process_state(proc.pid) not in (None, "Z", "X")] == []
+    assert [key for key, proc in processes.items() if running(proc.pid)] == []
     assert netns_leftovers(prefix) == [] and not os.path.exists(run_dir)
     # a cleanly stopped FRR daemon removes its crash-log directory
     left = [f"{key.split()[1]}.{proc.pid}" for key, proc in processes.items()

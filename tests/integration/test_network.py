@@ -17,11 +17,11 @@ import textwrap
 import pytest
 from pyroute2 import IPRoute
 
-from emulator.network import kernel
+from emulator.network import kernel, processes
 from emulator.network.exec import popen_in_node
 from emulator.network.state import RunState
 from emulator.network.teardown import down_all, teardown
-from emulator.network.testbed import WIRE_MTU, Network
+from emulator.network.network import WIRE_MTU, Network
 from tests.integration.conftest import chain_topology, requires_root
 
 pytestmark = [pytest.mark.root, requires_root]
@@ -151,7 +151,7 @@ def test_down_all_cleans_up_after_sigkill(run_root: str) -> None:
         import sys, time
         sys.path.insert(0, {os.getcwd()!r})
         from emulator.network.state import RunState
-        from emulator.network.testbed import Network
+        from emulator.network.network import Network
         from tests.integration.conftest import chain_topology
         run = RunState.create(root={run_root!r})
         Network.build(chain_topology(), run)
@@ -184,7 +184,7 @@ def test_teardown_spares_a_reused_pid(run_state: RunState) -> None:
     # a record whose start time does not match the live PID (as after PID reuse)
     victim = subprocess.Popen(["sleep", "300"])
     try:
-        starttime = kernel.process_starttime(victim.pid)
+        starttime = processes.process_starttime(victim.pid)
         assert starttime is not None
         run_state.record("process", pid=victim.pid, starttime=starttime + 1, role="impostor")
         assert teardown(run_state, timeout_s=0.5) == []
@@ -201,7 +201,7 @@ def test_sigterm_tears_down_through_exit(run_root: str) -> None:
         sys.path.insert(0, {os.getcwd()!r})
         from emulator.network.signals import install_teardown_handlers
         from emulator.network.state import RunState
-        from emulator.network.testbed import Network
+        from emulator.network.network import Network
         from tests.integration.conftest import chain_topology
         install_teardown_handlers()
         run = RunState.create(root={run_root!r})

@@ -18,7 +18,7 @@ from emulator.errors import TestbedError
 from emulator.network import kernel, rtnl
 from emulator.network.exec import popen_in_node
 from emulator.network.state import RunState
-from emulator.network.testbed import Network
+from emulator.network.network import Network
 from tests.integration.conftest import netns_leftovers, requires_root
 
 pytestmark = [pytest.mark.root, requires_root]

@@ -137,9 +137,9 @@ def test_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -> No
     prefix = testbed.state.prefix
     assert set(sockets) == {"ra", "rb", "rc", "rd"}
     assert testbed.stop() == []
-    from emulator.network.kernel import process_state
+    from emulator.network.processes import running
 
-    assert [pid for pid in pids if process_state(pid) not in (None, "Z", "X")] == []
+    assert [pid for pid in pids if running(pid)] == []
     assert netns_leftovers(prefix) == []
     assert pids_mentioning(os.path.dirname(next(iter(sockets.values())))) == []
 

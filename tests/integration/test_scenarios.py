@@ -73,7 +73,7 @@ nodes:
 links:
   left-right: {ends: [left, right], delay: 20ms}
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 500pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 500pps}
 assertions:
   - {metric: probe.owd_median_ms, between: [19.9, 25]}
   # false on purpose, by 19 ms: more than any timing error of the run could explain
@@ -147,7 +147,7 @@ nodes:
 links:
   left-right: {ends: [left, right], delay: 2ms}
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 1000pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 1000pps}
 assertions:
   # 1 ms spacing: without a stall the longest gap is a few ms
   - {metric: probe.longest_gap_ms, at_most: 50}
@@ -218,10 +218,10 @@ traffic:
   # (by destination port). late and cross start 2 s after early, so if a stream
   # took another's stamps of equal sequence numbers (the earliest copy of each
   # counts), late's network delay would read ~2 s too long and cross's ~2 s negative
-  early: {kind: probe, from: left, to: right, rate: 500pps}
-  v6: {kind: probe, from: left, to: right, rate: 500pps, ipv6: true, start: 1s}
-  late: {kind: probe, from: left, to: far, rate: 200pps, start: 2s}
-  cross: {kind: probe, from: far, to: right, rate: 200pps, start: 2s}
+  early: {kind: probe, from: left, to: right, rate_pps: 500pps}
+  v6: {kind: probe, from: left, to: right, rate_pps: 500pps, ipv6: true, start: 1s}
+  late: {kind: probe, from: left, to: far, rate_pps: 200pps, start: 2s}
+  cross: {kind: probe, from: far, to: right, rate_pps: 200pps, start: 2s}
 """
 
 

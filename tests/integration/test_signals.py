@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from emulator.network import kernel
+from emulator.network import processes
 from emulator.network.state import RunState
 from tests.integration.conftest import netns_leftovers, pids_mentioning, requires_root
 
@@ -56,7 +56,7 @@ nodes:
 links:
   left-right: {ends: [left, right], delay: 1ms}
 traffic:
-  probe: {kind: probe, from: left, to: right, rate: 200pps}
+  probe: {kind: probe, from: left, to: right, rate_pps: 200pps}
 assertions:
   - {metric: probe.loss_pct, at_most: 100}
 """
@@ -144,7 +144,7 @@ def assert_clean(root: str, outcome: Outcome) -> None:
         assert netns_leftovers(prefix) == [], f"namespaces left: {netns_leftovers(prefix)}"
     assert RunState.all(root) == [] if os.path.isdir(root) else True, "run directories left"
     for pid in outcome.pids:
-        assert kernel.process_state(pid) in (None, "Z", "X"), f"recorded pid {pid} still runs"
+        assert not processes.running(pid), f"recorded pid {pid} still runs"
     assert pids_mentioning(root) == [], f"processes of this root still run: {pids_mentioning(root)}"
 
 
@@ -250,7 +250,7 @@ def test_sigterm_during_teardown(root: str, tmp_path: Path) -> None:
 def test_teardown_stops_a_process_started_but_not_yet_recorded(run_state: RunState) -> None:
     """The window a signal can hit: started in a node, not recorded. A child of the
     tearing-down process in the run's namespace is stopped; any other is reported, never killed."""
-    from emulator.network.testbed import Network
+    from emulator.network.network import Network
     from tests.integration.conftest import two_host_topology
 
     network = Network.build(two_host_topology(), run_state)
@@ -272,7 +272,7 @@ def test_teardown_stops_a_process_started_but_not_yet_recorded(run_state: RunSta
         problems = network.teardown()
         assert child.wait(timeout=SIGNAL_EXIT_S) == -signal.SIGTERM
         assert len(problems) == 1 and f"process {orphan_pid} (sleep)" in problems[0], problems
-        assert kernel.process_state(orphan_pid) not in (None, "Z", "X")  # left alone
+        assert processes.running(orphan_pid)  # left alone
     finally:
         if child.poll() is None:
             child.kill()
@@ -280,6 +280,6 @@ def test_teardown_stops_a_process_started_but_not_yet_recorded(run_state: RunSta
         with contextlib.suppress(ProcessLookupError):
             os.kill(orphan_pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while kernel.process_state(orphan_pid) not in (None, "Z", "X") and time.monotonic() < deadline:
+    while processes.running(orphan_pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert network.teardown() == []  # the orphan gone, its namespace goes too

@@ -20,7 +20,7 @@ import pytest
 from emulator.traffic.analysis import analyze_probes, estimate_send_times, probe_series
 from emulator.traffic.iperf import client_argv, parse_client_json, server_argv
 from emulator.traffic.probe import load_records, load_summary, receiver_argv, sender_argv
-from tests.integration.conftest import requires_root, two_host_topology, wait_listening
+from tests.integration.conftest import HostWindow, fail_or_inconclusive, requires_root, two_host_topology, wait_listening
 
 pytestmark = [pytest.mark.root, requires_root]
 
@@ -125,8 +125,9 @@ def test_probe_cut_shows_as_the_longest_gap(make_testbed: Any, tmp_path: os.Path
         testbed.restore("left-right")
         return cut_at, time.time_ns()
 
-    summary, records, (cut_at, restored_at) = run_probes(
-        testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7104, during=cut_in_the_middle)
+    with HostWindow() as host:
+        summary, records, (cut_at, restored_at) = run_probes(
+            testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7104, during=cut_in_the_middle)
     window = (cut_at - 5_000_000, restored_at + 1_000_000)  # probes in flight at the cut die too
     m = analyze_probes(records, summary["sent"], summary["interval_ns"], event_windows=[window])
     print(summary, m, f"cut held {(restored_at - cut_at) / 1e6:.2f} ms")
@@ -134,7 +135,13 @@ def test_probe_cut_shows_as_the_longest_gap(make_testbed: Any, tmp_path: os.Path
     # gap is measured between send stamps at 1 ms granularity
     assert m["longest_gap_ms"] is not None and abs(m["longest_gap_ms"] - 500) <= 20
     assert m["loss_pct"] is not None and 20 <= m["loss_pct"] <= 30  # ~500 of ~2000
-    assert m["loss_outside_events_pct"] == 0.0
+    # No loss outside the cut (the link has none): a probe sent 5 ms before the
+    # cut was released 2 ms later, before it. Unless the host held the sender
+    # between its stamp and its send, or the engine's loop, for more than 3 ms:
+    # then the cut, which is "now" for a live `cut`, takes probes that the
+    # stamps put before it (seen under stress-ng: 0.28 %), inconclusive.
+    if m["loss_outside_events_pct"] != 0.0:
+        fail_or_inconclusive(host, f"{m['loss_outside_events_pct']} % of the probes lost outside the cut")
 
 
 def iperf3_run(testbed: Any, kind: str, port: int, rate_bps: float, size: int, seconds: float) -> Any:

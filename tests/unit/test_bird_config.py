@@ -12,7 +12,7 @@ from emulator.errors import ScenarioError
 from emulator.network.addressing import address_plan
 from emulator.network.naming import interface_names
 from emulator.routing.bird import bird_config
-from emulator.routing.daemons import parse_bfd_sessions, parse_ospf_neighbours, parse_protocols, parse_routes
+from emulator.routing.bird_daemons import parse_bfd_sessions, parse_ospf_neighbours, parse_protocols, parse_routes
 from emulator.scenario.loader import load_scenario, parse_topology
 
 RING = """\
@@ -314,18 +314,18 @@ def test_parsers() -> None:
 
 def test_missing_bird_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     from emulator.errors import EnvironmentProblem
-    from emulator.routing import daemons
+    from emulator.routing import bird_daemons
 
-    monkeypatch.setattr(daemons.shutil, "which", lambda name: None)
-    monkeypatch.setattr(daemons.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(bird_daemons.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bird_daemons.os, "access", lambda path, mode: False)
     with pytest.raises(EnvironmentProblem, match=r"bird \(BIRD 2\) is missing.*apt-get install bird2"):
-        daemons.bird_binaries()
+        bird_daemons.bird_binaries()
 
 
 def test_caspian_exec_birdc_gets_the_router_socket() -> None:
     from types import SimpleNamespace
 
-    from emulator.cli import _with_daemon_socket
+    from emulator.cli_testbed import _with_daemon_socket
 
     meta = {"routing": {"sockets": {"ra": "/run/caspian/csp00001/bird/ra.ctl"}}}
     testbed = SimpleNamespace(state=SimpleNamespace(get_meta=lambda key: meta.get(key)))

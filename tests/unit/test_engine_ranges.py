@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from emulator import _engine
-from emulator.engine.fastpath import ENGINE_RANGES, LinkSpec, engine_params
+from emulator.engine.fastpath import LinkSpec
+from emulator.engine.ranges import ENGINE_RANGES, engine_params
 from emulator.errors import InputError
 from emulator.model.linkparams import LinkParams
 

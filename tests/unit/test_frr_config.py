@@ -13,6 +13,7 @@ from emulator.network.naming import interface_names
 from emulator.routing.events import frr_log_events
 from emulator.routing.frr import daemons_of, frr_configs, speakers
 from emulator.routing.frr_daemons import parse_bfd_peers, parse_ospf_neighbours, parse_routes
+from emulator.routing.state import BfdSession, OspfNeighbour, Route
 from emulator.scenario.loader import parse_topology
 from tests.unit.test_bird_config import BASE, RING
 
@@ -119,16 +120,16 @@ def test_frr_json_parsers() -> None:
     neighbours = {"neighbors": {"198.19.0.3": [{"nbrPriority": 1, "nbrState": "Full/-",
                                                  "routerDeadIntervalTimerDueMsec": 3711, "ifaceAddress": "198.18.0.10",
                                                  "ifaceName": "rb:198.18.0.9"}]}}
-    assert parse_ospf_neighbours(neighbours) == [{"router_id": "198.19.0.3", "priority": 1, "state": "Full",
-                                                  "dead_s": 3.711, "interface": "rb", "address": "198.18.0.10"}]
+    assert parse_ospf_neighbours(neighbours) == [OspfNeighbour(router_id="198.19.0.3", priority=1, state="Full",
+                                                               dead_s=3.711, interface="rb", address="198.18.0.10")]
     peers = [{"peer": "198.18.0.10", "interface": "rb", "status": "up", "transmit-interval": 100,
               "detect-multiplier": 3}]
-    assert parse_bfd_peers(peers) == [{"address": "198.18.0.10", "interface": "rb", "state": "Up",
-                                       "interval_s": 0.1, "timeout_s": 0.3}]
+    assert parse_bfd_peers(peers) == [BfdSession(address="198.18.0.10", interface="rb", state="Up",
+                                                 interval_s=0.1, timeout_s=0.3)]
     routes = {"198.19.0.6/32": [{"protocol": "ospf", "selected": True,
                                  "nexthops": [{"ip": "198.18.0.10", "interfaceName": "rb"}]}]}
-    assert parse_routes(routes) == [{"prefix": "198.19.0.6/32", "protocol": "ospf", "via": "198.18.0.10",
-                                     "dev": "rb", "best": True}]
+    assert parse_routes(routes) == [Route(prefix="198.19.0.6/32", protocol="ospf", via="198.18.0.10",
+                                          dev="rb", best=True)]
 
 
 def test_missing_frr_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +145,7 @@ def test_missing_frr_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) 
 def test_caspian_exec_vtysh_gets_the_node_socket() -> None:
     from types import SimpleNamespace
 
-    from emulator.cli import _with_daemon_socket
+    from emulator.cli_testbed import _with_daemon_socket
 
     meta = {"routing": {"vty": {"ra": "/run/caspian/csp00001/frr/ra"}}}
     testbed = SimpleNamespace(state=SimpleNamespace(get_meta=lambda key: meta.get(key)))

@@ -34,7 +34,13 @@ from emulator.errors import InputError
 from emulator.model import limits
 from emulator.model.linkparams import LinkParams
 from emulator.scenario import loader
+from emulator.scenario.assertions import ASSERTION_FIELDS
+from emulator.scenario.links import LINK_FIELDS
 from emulator.scenario.loader import load_scenario, parse_scenario
+from emulator.scenario.nodes import NODE_FIELDS
+from emulator.scenario.routing_section import BFD_FIELDS, ROUTING_FIELDS
+from emulator.scenario.timeline import EVENT_FIELDS
+from emulator.scenario.traffic import TRAFFIC_FIELDS
 from emulator.scenario.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,9 +135,9 @@ def assert_runnable(scenario: Scenario) -> None:
     for spec in scenario.traffic:
         stop = spec.stop_ns if spec.stop_ns is not None else scenario.duration_ns
         if spec.kind == "probe":
-            assert spec.rate * (stop - spec.start_ns) / 1e9 <= limits.MAX_PROBE_PACKETS
+            assert spec.rate_pps * (stop - spec.start_ns) / 1e9 <= limits.MAX_PROBE_PACKETS
         else:
-            assert spec.rate <= limits.MAX_RATE_BPS
+            assert spec.rate_bps <= limits.MAX_RATE_BPS
     routing = scenario.topology.routing
     if routing is not None and routing.bfd is not None:
         low, high = limits.BFD_INTERVAL_NS[routing.daemon]
@@ -165,8 +171,8 @@ WORDS = [
     "carrier", "silent", "both", "a_to_b", "bird", "frr", "ospf", "bgp", "static", "probe", "tcp", "udp", "1us",
     "4295s", "/dev/zero", "traces/caspian_40_8mbit.trace", "a\x00b", "a\nb\x1b[2J", "2001-12-14", "<<", ".inf", "",
 ]  # fmt: skip
-KEYS = sorted({*loader.TOP_LEVEL, *loader.LINK_FIELDS, *loader.NODE_FIELDS, *loader.TRAFFIC_FIELDS,
-               *loader.EVENT_FIELDS, *loader.ASSERTION_FIELDS, *loader.ROUTING_FIELDS, *loader.BFD_FIELDS,
+KEYS = sorted({*loader.TOP_LEVEL, *LINK_FIELDS, *NODE_FIELDS, *TRAFFIC_FIELDS,
+               *EVENT_FIELDS, *ASSERTION_FIELDS, *ROUTING_FIELDS, *BFD_FIELDS,
                "count", "period", "<<"})
 
 token = st.one_of(st.sampled_from(TOKENS), st.text(max_size=12))
@@ -329,8 +335,9 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         document["traffic"] = {"p": {"kind": draw(st.sampled_from(["probe", "udp", "tcp"])), "from": "a", "to": "c"}}
         kind = document["traffic"]["p"]["kind"]
-        document["traffic"]["p"]["rate"] = draw(_value(["1000pps", "20kpps"] if kind == "probe" else ["64kbit", "1mbit"],
-                                                       ["20tbit", "1e30pps", "0bit"]))
+        rate_key = "rate_pps" if kind == "probe" else "rate_bps"
+        document["traffic"]["p"][rate_key] = draw(_value(["1000pps", "20kpps"] if kind == "probe" else ["64kbit", "1mbit"],
+                                                         ["20tbit", "1e30pps", "0bit"]))
     events = []
     for kind in draw(st.lists(st.sampled_from(["cut", "restore", "set", "flap"]), max_size=4)):
         event: dict[str, Any] = {"at": draw(_value(["0s", "1s", "5s"], TIMES)), kind: draw(st.sampled_from(["ab", "bc"]))}

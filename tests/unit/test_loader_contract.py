@@ -323,10 +323,10 @@ def test_duration_is_bounded_by_what_a_run_can_last() -> None:
 
 
 def test_probe_streams_are_bounded() -> None:
-    refused(BASE + "duration: 86400s\ntraffic:\n  p: {kind: probe, from: a, to: b, rate: 20kpps}\n",
-            "s.yaml:8: traffic.p.rate: the probe stream sends 1728000000 probes", "more than the 2000000")
-    refused(BASE + "duration: 1s\ntraffic:\n  u: {kind: udp, from: a, to: b, rate: 20tbit}\n",
-            "s.yaml:8: traffic.u.rate: udp rate 20tbit is over 10tbit")
+    refused(BASE + "duration: 86400s\ntraffic:\n  p: {kind: probe, from: a, to: b, rate_pps: 20kpps}\n",
+            "s.yaml:8: traffic.p.rate_pps: the probe stream sends 1728000000 probes", "more than the 2000000")
+    refused(BASE + "duration: 1s\ntraffic:\n  u: {kind: udp, from: a, to: b, rate_bps: 20tbit}\n",
+            "s.yaml:8: traffic.u.rate_bps: udp rate 20tbit is over 10tbit")
 
 
 # --- BFD: each daemon's own range ----------------------------------------------
@@ -369,3 +369,15 @@ def test_the_timeline_steps_are_capped() -> None:
     assert len(parse_scenario(ok, source="s.yaml").steps()) == limits.MAX_TIMELINE_STEPS
     refused(ok + "  - {at: 19.6s, cut: l}\n", "s.yaml:11: timeline[3]: the timeline reaches 10001 steps here",
             "more than the 10000 a run plays")
+
+
+# --- what a run could not measure is refused at validate time ----------------------
+
+
+def test_traffic_between_nodes_no_links_join_is_refused() -> None:
+    # found by the run-time mutation sweep (tests/mutation_sweep.py): a link end
+    # moved so that a stream's two hosts were no longer joined passed validate and
+    # then ended the run with an internal error when its path was looked up
+    text = BASE.replace("  b: {role: router}\n", "  b: {role: router}\n  c: {role: host}\n") + (
+        "duration: 5s\ntraffic:\n  p: {kind: probe, from: a, to: c}\n")
+    refused(text, "s.yaml:9: traffic.p.to:", "no links join 'a' and 'c'", "add links")

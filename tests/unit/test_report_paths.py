@@ -64,7 +64,7 @@ def _report_dir_of(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: P
         chosen.append(directory)
         raise _Stop
 
-    monkeypatch.setattr(cli, "_root_required", lambda: None)
+    monkeypatch.setattr(cli, "root_required", lambda: None)
     monkeypatch.setattr(cli, "_writable_report_dir", writable)
     parsed = cli.build_parser().parse_args(["run", str(scenario_file), *args])
     with pytest.raises(_Stop):

@@ -6,8 +6,8 @@ import pytest
 
 from emulator.measure.fidelity import Fidelity, late_spans, summarize
 from emulator.measure.host import CpuSample, HostLoad, parse_cpu_line, parse_pressure_some_us, pressure_pct, steal_pct
-from emulator.report.report import AssertionResult
-from emulator.report.verdict import judge, margin, run_verdict
+from emulator.report.report import AssertionResult, run_verdict
+from emulator.report.verdict import judge, margin
 
 
 def result(metric: str, measured: object, low: float | None = None, high: float | None = None) -> AssertionResult:

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, Iterable, TypeVar
 
 from emulator.errors import TestbedError
-from emulator.network import kernel, naming, rtnl
+from emulator.network import kernel, naming, processes, rtnl
 from emulator.network.addressing import AddressPlan, Route, hosts_file_text
 from emulator.network.plan import WIRE_MTU, Layout, NetworkPlan, layout, network_plan
 from emulator.network.state import RunState
@@ -314,7 +314,7 @@ class Network:
 
     def record_process(self, pid: int, role: str) -> None:
         """Record a started process so teardown stops it (PID + start time)."""
-        starttime = kernel.process_starttime(pid)
+        starttime = processes.process_starttime(pid)
         if starttime is None:
             raise TestbedError(f"process {pid} ({role}) is already gone")
         self.run.record("process", pid=pid, starttime=starttime, role=role)

@@ -1,0 +1,168 @@
+"""The `traffic:` section: probe, tcp and udp streams between two nodes.
+
+A stream's rate is in its kind's unit, and the key says which: `rate_pps`
+for probe streams (packets per second, `1000pps`, `10kpps`), `rate_bps` for
+the iperf3 streams (a bit rate, `64kbit`, `20Mbit`). The old `rate:` key is
+refused with the key to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import yaml
+
+from emulator.errors import InputError
+from emulator.model.limits import MAX_PROBE_PACKETS, MAX_QUANTITY_CHARS, MAX_RATE_BPS
+from emulator.model.units import format_rate, format_time, parse_rate
+from emulator.scenario.assertions import ASSERTION_PREFIXES
+from emulator.scenario.builder import Builder, existing_node, scenario_end
+from emulator.scenario.links import LINK_NAME
+from emulator.scenario.reader import Document, is_null, join_path, suggest
+from emulator.scenario.scenario import TRAFFIC_KINDS, TrafficSpec
+
+#: Probe streams: packets per second, and payload bytes (sequence 8 B + send time 8 B).
+PROBE_RATE_RANGE = (1, 20_000)
+PROBE_SIZE_RANGE = (16, 1400)
+UDP_SIZE_RANGE = (1, 1400)
+#: Default payload: probes are small; UDP fills a 1500-byte frame with IPv6 headers.
+DEFAULT_SIZE = {"probe": 64, "udp": 1400, "tcp": 64}
+#: Default rate, in the kind's unit: probe 1000 pps (1 ms resolution for gaps);
+#: udp 1 Mbit/s as iperf3; tcp 0 = unlimited.
+DEFAULT_RATE = {"probe": 1000.0, "udp": 1e6, "tcp": 0.0}
+#: The rate key of each kind: probes count packets, the iperf3 streams bits.
+RATE_FIELD = {"probe": "rate_pps", "udp": "rate_bps", "tcp": "rate_bps"}
+#: How each kind's rate is written, for the fix of a wrong rate key.
+RATE_WORDS = {
+    "probe": "a probe rate is packets per second, e.g. rate_pps: 1000pps",
+    "udp": "a udp rate is a bit rate, e.g. rate_bps: 20Mbit",
+    "tcp": "a tcp rate is a bit-rate cap, e.g. rate_bps: 100mbit",
+}
+
+TRAFFIC_FIELDS: tuple[str, ...] = ("kind", "from", "to", "rate_pps", "rate_bps", "size", "start", "stop", "ipv6")
+#: Keys renamed since (`rate` is now `rate_pps` or `rate_bps`): refused naming the new key.
+RENAMED_FIELDS: tuple[str, ...] = ("rate",)
+
+_PPS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+_PPS_UNITS = {"pps": 1, "kpps": 1000}
+
+
+def _probe_rate(doc: Document, node: yaml.Node, path: str) -> float:
+    """A probe stream's `rate_pps`: `1000pps` or `10kpps`, within PROBE_RATE_RANGE."""
+    value = doc.value(node, path)
+    match = _PPS.match(value) if isinstance(value, str) and len(value) <= MAX_QUANTITY_CHARS else None
+    low, high = PROBE_RATE_RANGE
+    if match is None or match.group(2).lower() not in _PPS_UNITS:
+        doc.fail(node, path, f"probe rate {value!r} is not in packets per second", "e.g. 1000pps or 10kpps")
+    rate = float(Decimal(match.group(1)) * _PPS_UNITS[match.group(2).lower()])
+    if not low <= rate <= high:
+        doc.fail(node, path, f"probe rate {value} is outside {low}..{high} packets/s", f"give {low}pps to {high // 1000}kpps")
+    return rate
+
+
+def _bit_rate(doc: Document, node: yaml.Node, path: str, kind: str) -> float:
+    """A udp or tcp stream's `rate_bps`: a bit rate in tc's words (`64kbit`, `20Mbit`), in bit/s."""
+    value = doc.value(node, path)
+    try:
+        rate = parse_rate(value, field="rate")
+    except InputError as exc:
+        doc.fail(node, path, exc.bare_message, f"{kind} rate is a bit rate, e.g. 64kbit or 100mbit")
+    if kind == "udp" and rate == 0:
+        doc.fail(node, path, "udp rate must be above 0", "e.g. 64kbit or 100mbit")
+    if rate > MAX_RATE_BPS:
+        doc.fail(node, path, f"{kind} rate {format_rate(rate)} is over {format_rate(MAX_RATE_BPS)}, more than any link here carries",
+                 f"give at most {format_rate(MAX_RATE_BPS)}")
+    return float(rate)
+
+
+def _joined(out: Builder, source: str, target: str) -> bool:
+    """True when the links read so far join `source` to `target` (any number of hops)."""
+    peers: dict[str, set[str]] = {}
+    for link in out.links.values():
+        peers.setdefault(link.a.node, set()).add(link.b.node)
+        peers.setdefault(link.b.node, set()).add(link.a.node)
+    seen, frontier = {source}, [source]
+    while frontier:
+        for peer in peers.get(frontier.pop(), ()):
+            if peer not in seen:
+                seen.add(peer)
+                frontier.append(peer)
+    return target in seen
+
+
+def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml.Node, path: str, out: Builder) -> TrafficSpec:
+    if not LINK_NAME.fullmatch(name):
+        doc.fail(key_node, path, f"traffic name {name!r} is not valid", "use a-z, 0-9 and -, at most 31 characters")
+    if name in ASSERTION_PREFIXES:
+        doc.fail(key_node, path, f"traffic name {name!r} is reserved for assertions", "pick another name, e.g. probe")
+    pairs = doc.mapping(node, path, TRAFFIC_FIELDS, renamed=RENAMED_FIELDS)
+    fields = {key: value for key, _, value in pairs}
+    keys = {key: key_node for key, key_node, _ in pairs}
+    for required in ("kind", "from", "to"):
+        if required not in fields:
+            doc.fail(node, path, f"traffic needs '{required}'", "give kind, from and to, e.g. {kind: probe, from: europe, to: asia}")
+    kind = doc.text(fields["kind"], join_path(path, "kind"), "probe")
+    if kind not in TRAFFIC_KINDS:
+        doc.fail(fields["kind"], join_path(path, "kind"), f"unknown traffic kind {kind!r}", suggest(kind, TRAFFIC_KINDS, "kinds"))
+    rate_key = RATE_FIELD[kind]
+    for wrong in (*RENAMED_FIELDS, "rate_pps", "rate_bps"):
+        if wrong in fields and wrong != rate_key:  # the old key, or the other kind's
+            what = f"unknown key {wrong!r}" if wrong in RENAMED_FIELDS else f"'{wrong}' does not apply to {kind} traffic"
+            doc.fail(keys[wrong], join_path(path, wrong), what, f"did you mean {rate_key!r}? {RATE_WORDS[kind]}")
+    source = existing_node(doc, fields["from"], join_path(path, "from"), out)
+    target = existing_node(doc, fields["to"], join_path(path, "to"), out)
+    if source == target:
+        doc.fail(fields["to"], join_path(path, "to"), f"traffic from {source!r} to itself", "send to another node")
+    if not _joined(out, source, target):
+        # nothing could carry it: a run would measure no path and no figure
+        doc.fail(fields["to"], join_path(path, "to"), f"no links join {source!r} and {target!r}",
+                 "add links between them, or send between nodes that links join")
+
+    rate = DEFAULT_RATE[kind]
+    if rate_key in fields:
+        here = join_path(path, rate_key)
+        rate = _probe_rate(doc, fields[rate_key], here) if kind == "probe" else _bit_rate(doc, fields[rate_key], here, kind)
+    size = DEFAULT_SIZE[kind]
+    if "size" in fields:
+        here = join_path(path, "size")
+        if kind == "tcp":
+            doc.fail(fields["size"], here, "size applies to probe and udp traffic only", "remove it; tcp sends full segments")
+        low, high = PROBE_SIZE_RANGE if kind == "probe" else UDP_SIZE_RANGE
+        size = doc.integer(fields["size"], here, low, high, "64")
+
+    start = doc.time(fields["start"], join_path(path, "start"), "start") if "start" in fields else 0
+    if start >= out.duration_ns:
+        doc.fail(fields["start"], join_path(path, "start"), f"start {format_time(start)} is not before {scenario_end(out)}", "start earlier or lengthen duration")
+    stop = out.duration_ns
+    if "stop" in fields:
+        here = join_path(path, "stop")
+        stop = doc.time(fields["stop"], here, "stop")
+        if stop <= start:
+            doc.fail(fields["stop"], here, f"stop {format_time(stop)} is not after start {format_time(start)}", "stop later than start")
+        if stop > out.duration_ns:
+            doc.fail(fields["stop"], here, f"stop {format_time(stop)} is after {scenario_end(out)}", f"stop at most at {format_time(out.duration_ns)} or lengthen duration")
+    probes = rate * (stop - start) / 1e9 if kind == "probe" else 0.0
+    if probes > MAX_PROBE_PACKETS:
+        where = fields.get(rate_key, node)
+        doc.fail(where, join_path(path, rate_key) if rate_key in fields else path,
+                 f"the probe stream sends {probes:.0f} probes ({rate:g}/s for {format_time(stop - start)}), "
+                 f"more than the {MAX_PROBE_PACKETS} a run records per stream",
+                 "lower the rate, or shorten the stream with start and stop")
+    ipv6 = False
+    if "ipv6" in fields:
+        ipv6 = doc.value(fields["ipv6"], join_path(path, "ipv6"))
+        if not isinstance(ipv6, bool):
+            doc.fail(fields["ipv6"], join_path(path, "ipv6"), f"expected true or false, got {ipv6!r}", "write ipv6: true or ipv6: false")
+    return TrafficSpec(
+        name=name, kind=kind, source=source, target=target, start_ns=start, stop_ns=stop,
+        rate_pps=rate if kind == "probe" else 0.0, rate_bps=0.0 if kind == "probe" else rate, size=size, ipv6=ipv6,
+    )
+
+
+def read_traffic(doc: Document, node: yaml.Node, path: str, out: Builder) -> None:
+    """`traffic: {NAME: {kind, from, to, ...}, ...}` (read after `nodes` and `duration`)."""
+    if is_null(node):
+        return
+    for name, key_node, value_node in doc.mapping(node, path):
+        out.traffic[name] = _read_traffic_item(doc, name, key_node, value_node, join_path(path, name), out)
