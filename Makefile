@@ -21,7 +21,7 @@ APT_INSTALL = SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: all deps system-deps test-deps venv build debug run stubtest typecheck test unit integration fuzz bench clean
+.PHONY: all deps system-deps test-deps venv build debug run stubtest typecheck test unit integration fuzz sweep bench clean
 
 all: build
 
@@ -92,6 +92,13 @@ integration: build test-deps
 FUZZ_EXAMPLES ?= 10000
 fuzz: venv
 	CASPIAN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider tests/unit/test_fuzz_scenarios.py $(PYTEST_ARGS)
+
+# The run-time half of the input contract: every shipped scenario mutated one field
+# at a time is refused by validate or runs to a verdict, never crashes (real
+# testbeds: an hour or more; SWEEP_BUDGET_S caps it). Prints the counts.
+SWEEP_BUDGET_S ?= 3600
+sweep: build
+	SWEEP_BUDGET_S=$(SWEEP_BUDGET_S) $(PY) tests/mutation_sweep.py --out sweep.jsonl
 
 bench: build
 	$(VENV)/bin/caspian bench

@@ -89,7 +89,6 @@ def family(text: str) -> str:
 def sites(text: str) -> list[Site]:
     """Every scalar value of the file with its character span (keys are not mutated)."""
     out: list[Site] = []
-    names: set[str] = set()
 
     def walk(node: yaml.Node, path: list[str], generic: list[str]) -> None:
         if isinstance(node, yaml.MappingNode):
@@ -108,7 +107,6 @@ def sites(text: str) -> list[Site]:
     root = yaml.compose(text)
     if root is not None:
         walk(root, [], [])
-    del names
     return out
 
 
@@ -158,8 +156,18 @@ def one_line_problem(stdout: str, stderr: str) -> str | None:
     return None
 
 
+def node_names(text: str) -> set[str]:
+    """The nodes a scenario file names (to tell its namespaces from other runs' on a shared machine)."""
+    try:
+        data = yaml.safe_load(text)
+        return set(data.get("nodes", {})) | {"wire"}
+    except (yaml.YAMLError, AttributeError, TypeError):
+        return set()
+
+
 def run_case(work: Path, state_root: Path, mutant: Path, timeout_s: float) -> dict:
     before = namespaces()
+    nodes = node_names(mutant.read_text())
     start = time.monotonic()
     try:
         proc = subprocess.run([*CASPIAN, "--state-root", str(state_root), "run", str(mutant),
@@ -169,7 +177,8 @@ def run_case(work: Path, state_root: Path, mutant: Path, timeout_s: float) -> di
     except subprocess.TimeoutExpired as exc:
         rc, stdout, stderr = None, str(exc.stdout or ""), str(exc.stderr or "")
     wall = time.monotonic() - start
-    left = sorted(namespaces() - before)
+    # namespaces are PREFIX-NODE: only this file's nodes count (other runs may share the machine)
+    left = sorted(ns for ns in namespaces() - before if not nodes or ns.split("-", 1)[-1] in nodes)
     records = [p.name for p in state_root.iterdir()] if state_root.exists() else []
     problems = []
     if rc is None:
