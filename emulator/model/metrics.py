@@ -32,6 +32,7 @@ _PROBE = "emulator.traffic.analysis"
 _IPERF = "emulator.traffic.iperf"
 _FAILOVER = "emulator.routing.failover"
 _RFC6413 = "emulator.routing.convergence"
+_CAPACITY = "emulator.run.collect (docs/capacity.md)"
 
 REGISTRY: tuple[Metric, ...] = (
     Metric("probe", "sent", "packets", _PROBE, doc="probes the sender sent"),
@@ -56,10 +57,14 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("tcp", "throughput_mbps", "Mbit/s", _IPERF),
     Metric("tcp", "retransmits", "count", _IPERF),
     Metric("tcp", "bytes", "bytes", _IPERF),
+    Metric("tcp", "throughput_scaled_back_mbps", "Mbit/s", _CAPACITY,
+           doc="goodput divided by the scale of the links it crossed: the figure at the real link's size"),
     Metric("udp", "throughput_mbps", "Mbit/s", _IPERF),
     Metric("udp", "loss_pct", "%", _IPERF),
     Metric("udp", "jitter_ms", "ms", _IPERF),
     Metric("udp", "bytes", "bytes", _IPERF),
+    Metric("udp", "throughput_scaled_back_mbps", "Mbit/s", _CAPACITY,
+           doc="goodput divided by the scale of the links it crossed: the figure at the real link's size"),
     Metric("link", "rx_packets", "packets", "engine counters"),
     Metric("link", "tx_packets", "packets", "engine counters"),
     Metric("link", "drops_outage", "packets", "engine counters"),
@@ -67,6 +72,14 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("link", "drops_queue", "packets", "engine counters"),
     Metric("link", "duplicated", "packets", "engine counters"),
     Metric("link", "corrupted", "packets", "engine counters"),
+    # a link that declares capacity: the iperf3 streams crossing the direction, summed and
+    # scaled back, before its first partial failure, during it, after its repair
+    Metric("link", "throughput_before_mbps", "Mbit/s", _CAPACITY, doc="scaled-back goodput before the first fail"),
+    Metric("link", "throughput_during_mbps", "Mbit/s", _CAPACITY, doc="... from the first fail to the full repair"),
+    Metric("link", "throughput_after_mbps", "Mbit/s", _CAPACITY, doc="... after the full repair"),
+    Metric("link", "capacity_before_mbps", "Mbit/s", _CAPACITY, doc="real lit capacity in service in that window"),
+    Metric("link", "capacity_during_mbps", "Mbit/s", _CAPACITY, doc="the least in service during the failure"),
+    Metric("link", "capacity_after_mbps", "Mbit/s", _CAPACITY),
     Metric("events", "cut_total_ms", "ms", "emulator.run.collect",
            doc="total time links were cut, from the instants the engine applied each cut and restore"),
     Metric("events", "apply_error_max_us", "us", "emulator.run.collect",

@@ -24,6 +24,7 @@ REFERENCE: dict[str, float] = {
     "physics.transponder_pair_ms": 0.1,
     "physics.healthy_loss": 1.0e-5,
     "trans_caspian_cable.length_km": 370,
+    "trans_caspian_cable.reported_2025.length_km": 380,
     "trans_caspian_cable.one_way_delay_ms": 1.91,
     "trans_caspian_cable.reserve_route.length_km": 330,
     "corridor_segments.Frankfurt-Istanbul.length_km": 2430,
@@ -41,6 +42,7 @@ REFERENCE: dict[str, float] = {
 #: the cable's lengths are marked P in comments there).
 LENGTH_TAGS: dict[str, str] = {
     "trans_caspian_cable.length_km": "P",
+    "trans_caspian_cable.reported_2025.length_km": "P",
     "trans_caspian_cable.reserve_route.length_km": "P",
     "corridor_segments.Frankfurt-Istanbul.length_km": "C",
     "corridor_segments.Istanbul-Tbilisi.length_km": "C",
@@ -152,6 +154,12 @@ def _build() -> dict[str, Preset]:
             "Trans-Caspian subsea cable Aktau–Sumgait, 370 km, unrepeatered "
             "(one-way 1.91 ms: trans_caspian_cable.one_way_delay_ms)",
             "trans_caspian_cable.length_km",
+        ),
+        _cable(
+            "aktau-sumgait-380",
+            "Trans-Caspian subsea cable Aktau–Sumgait at the 380 km of the 2025 press and tender "
+            "(trans_caspian_cable.length_km_2025; the default keeps the seed's 370 km)",
+            "trans_caspian_cable.reported_2025.length_km",
         ),
         _cable(
             "kuryk-buzovna",

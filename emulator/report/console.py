@@ -16,8 +16,10 @@ from emulator.scenario.scenario import START_STEP
 KEY_METRICS = (
     "sent", "received", "loss_pct", "loss_outside_events_pct",
     "owd_min_ms", "owd_median_ms", "owd_p99_ms", "owd_max_ms", "jitter_ms", "longest_gap_ms",
-    "reordered", "duplicates", "throughput_mbps", "retransmits", "bytes",
+    "reordered", "duplicates", "throughput_mbps", "throughput_scaled_back_mbps", "retransmits", "bytes",
 )
+#: the per-window figures of a link that declares capacity (docs/capacity.md)
+CAPACITY_WINDOWS = ("before", "during", "after")
 #: a console that is not a terminal (a file, a pipe, CI) is at least this wide
 MIN_WIDTH = 100
 
@@ -62,8 +64,11 @@ def stream_table(report: Report) -> Table | None:
         prefix = stream + "."
         own = {key[len(prefix):]: value for key, value in report.metrics.items() if key.startswith(prefix)}
         names = [name for name in KEY_METRICS if name in own] if stream != "events" else list(own)
+        factor = report.stream_scale(stream)
         for i, name in enumerate(names):
-            table.add_row(escape(stream) if i == 0 else "", escape(name), format_value(own[name]),
+            # a replica's own figures say so, so nobody reads them as the real link's
+            label = f"{name} (replica, x{factor:g})" if factor != 1.0 and name == "throughput_mbps" else name
+            table.add_row(escape(stream) if i == 0 else "", escape(label), format_value(own[name]),
                           end_section=i == len(names) - 1)
             rows += 1
     return table if rows else None
@@ -118,6 +123,42 @@ def failover_lines(report: Report) -> list[str]:
     return lines
 
 
+def scale_lines(report: Report) -> list[str]:
+    """One line per scaled link: its factor and what it stands for."""
+    lines = []
+    for name, entry in report.scale.get("links", {}).items() if report.scale else ():
+        real = f"{entry['lit_mbps'] / 1e6:g} Tbit/s lit of {entry['design_mbps'] / 1e6:g} design" if "lit_mbps" in entry else "its rate"
+        lines.append(f"scale: {name} is a replica at x{entry['factor']:g}{' (fit)' if entry.get('fitted') else ''}: "
+                     f"{real} -> {entry['emulated_mbps']:g} Mbit/s here; figures named *scaled_back* and the "
+                     f"capacity table are divided by the factor, throughput_mbps is the replica's")
+    return lines
+
+
+def capacity_table(report: Report) -> Table | None:
+    """Per direction of a link that declares capacity: the real capacity in service and the
+    scaled-back throughput before / during / after its partial failures."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, value in report.metrics.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[0] == "link" and parts[3].endswith("_mbps") and parts[3].split("_")[0] in ("throughput", "capacity"):
+            rows.setdefault((parts[1], parts[2]), {})[parts[3]] = value
+    rows = {key: values for key, values in rows.items() if any(v is not None for v in values.values())}
+    if not rows:
+        return None
+    table = Table(title="capacity (real size: scaled back, Tbit/s)", title_justify="left", pad_edge=False)
+    for column in ("link", "direction", *(f"{w} lit / measured" for w in CAPACITY_WINDOWS)):
+        table.add_column(column, justify="left" if column in ("link", "direction") else "right")
+
+    def tbps(value: Any) -> str:
+        return f"{value / 1e6:.4g}" if isinstance(value, (int, float)) else "-"
+
+    for (link, direction), values in rows.items():
+        cells = [f"{tbps(values.get(f'capacity_{w}_mbps'))} / {tbps(values.get(f'throughput_{w}_mbps'))}"
+                 if values.get(f"capacity_{w}_mbps") is not None else "" for w in CAPACITY_WINDOWS]
+        table.add_row(escape(link), direction, *cells)
+    return table
+
+
 def drops_table(links: Mapping[str, Any]) -> Table | None:
     """Per link and direction: packets in and out, engine drops by reason, kernel (socket) drops."""
     if not links:
@@ -149,8 +190,10 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
                   f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall, started {report.started_at}",
                   soft_wrap=True)
     failover = failover_table(report)
+    for line in scale_lines(report):
+        console.print(escape(line), soft_wrap=True)
     for table in (assertions_table(report) if report.assertions else None, stream_table(report),
-                  failover, drops_table(report.links)):
+                  capacity_table(report), failover, drops_table(report.links)):
         if table is not None:
             console.print(table)
         if table is failover and failover is not None:

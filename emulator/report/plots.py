@@ -25,7 +25,7 @@ from emulator.report.report import Report
 
 WIDTH_IN, HEIGHT_IN, DPI = 12, 6, 100
 #: timeline mark colours by kind; any other kind (routing events) is purple
-MARK_COLOURS = {"cut": "tab:red", "restore": "tab:green", "set": "tab:orange"}
+MARK_COLOURS = {"cut": "tab:red", "restore": "tab:green", "set": "tab:orange", "fail": "tab:brown", "repair": "tab:olive"}
 OTHER_MARK_COLOUR = "tab:purple"
 #: above this many marks only the lines are drawn (a long flap would bury the plot in labels)
 MAX_MARK_LABELS = 24
@@ -175,7 +175,24 @@ def plot_throughput(report: Report, path: str | Path) -> str | None:
     streams = _streams_with(report, "throughput_mbps")
     if not streams:
         return None
-    figure, axes = _figure(report, "throughput", "throughput (Mbit/s)")
+    factors = {report.stream_scale(name) for name in streams}
+    factor = factors.pop() if len(factors) == 1 else None
+    if factor is not None and factor != 1.0:
+        # a replica: the left axis is what this machine carried, the right the real link's size
+        figure, axes = _figure(report, "throughput", f"throughput on the replica (Mbit/s, scale x{factor:g})")
+        scale = float(factor)
+
+        def to_real(v: Any) -> Any:       # Mbit/s on the replica -> Tbit/s of the real link
+            return v / scale / 1e6
+
+        def to_replica(v: Any) -> Any:
+            return v * scale * 1e6
+
+        right = axes.secondary_yaxis("right", functions=(to_real, to_replica))
+        right.set_ylabel("scaled back to the real link (Tbit/s)")
+    else:
+        label = "throughput (Mbit/s)" if factor == 1.0 else "throughput on the replicas (Mbit/s; streams at different scales)"
+        figure, axes = _figure(report, "throughput", label)
     _draw_series(axes, streams)
     axes.set_ylim(bottom=0)
     return _finish(figure, axes, _draw_marks(axes, report), path)

@@ -228,6 +228,14 @@ class Report:
     #: frames the capture could not record (its ring was full): the files miss them,
     #: forwarding did not (not an error: the network was emulated as asked)
     capture_lost: int = 0
+    #: replica factors (docs/capacity.md): {"links": {name: {factor, fitted, design_mbps, lit_mbps,
+    #: emulated_mbps, ...}}, "streams": {name: factor}}; {} when nothing is scaled. Measured
+    #: throughputs are the replica's; `*_scaled_back_*` and the link windows are divided by the factor
+    scale: dict[str, Any] = field(default_factory=dict)
+
+    def stream_scale(self, stream: str) -> float:
+        """The factor of the scaled links `stream` crossed (1: none)."""
+        return float(self.scale.get("streams", {}).get(stream, 1.0)) if self.scale else 1.0
 
     @property
     def verdict(self) -> str:
@@ -298,6 +306,7 @@ class Report:
             "queues": {name: [[float(t), float(v)] for t, v in points] for name, points in self.queues.items()},
             "captures": dict(self.captures),
             "capture_lost": self.capture_lost,
+            "scale": _json_safe(self.scale),
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -318,6 +327,7 @@ class Report:
             fidelity=dict(data.get("fidelity", {})), topology=dict(data.get("topology", {})),
             queues={name: [(t, v) for t, v in points] for name, points in data.get("queues", {}).items()},
             captures=dict(data.get("captures", {})), capture_lost=int(data.get("capture_lost", 0)),
+            scale=dict(data.get("scale", {})),
         )
 
 

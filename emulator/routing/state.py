@@ -80,18 +80,12 @@ class Protocol(_Record):
 
 
 @dataclass(frozen=True)
-class BgpSession(_Record):
+class BgpSession(Protocol):
     """A BGP session of a router: its protocol's line and the topology link it runs on.
 
     `info` starts with `Established` when the session is up.
     """
 
-    name: str
-    proto: str
-    table: str
-    state: str
-    since: str
-    info: str
     link: str
 
 

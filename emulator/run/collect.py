@@ -18,8 +18,9 @@ from emulator.routing import convergence, failover
 from emulator.routing.trace import hops_to_nodes
 from emulator.run.plan import TRACE_BEFORE_NS, RunPlan
 from emulator.run.runner import GRACE_S, Recording
+from emulator.model.capacity import scale_back
 from emulator.scenario.paths import path_floor_ns, path_hops, shortest_path
-from emulator.scenario.scenario import START_STEP, Scenario, TrafficSpec
+from emulator.scenario.scenario import CAPACITY_KINDS, START_STEP, Scenario, TrafficSpec
 from emulator.scenario.topology import Topology
 from emulator.traffic import analysis, iperf
 
@@ -34,6 +35,9 @@ ROUTE_SETTLE_NS = 200_000_000
 #: the step it traces before: half its lead, so its probes (answers within ~0.1 s on
 #: the shipped paths) still went and came back before the step
 TRACE_LATE_NS = TRACE_BEFORE_NS // 2
+#: a window's throughput leaves out its first second: TCP needs a few RTTs to slow-start or,
+#: after a partial failure, to drain the queue the faster rate left and back off
+SETTLE_NS = 1_000_000_000
 #: packets that carry 99 % of the weight of RFC 3550's jitter estimate (gain 1/16): (15/16)^71 < 0.01
 JITTER_WINDOW_PACKETS = 71
 
@@ -49,6 +53,8 @@ class Collected:
     fidelity: Fidelity
     errors: list[str]
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the replica factors (Report.scale, scale_summary); {} when nothing is scaled
+    scale: dict[str, Any] = field(default_factory=dict)
 
 
 def timeline_status(recording: Recording) -> list[dict[str, Any]]:
@@ -308,6 +314,92 @@ def measured_paths(topology: Topology, traffic: tuple[TrafficSpec, ...],
     return out
 
 
+def _window_mean(points: list[tuple[float, float]], start_s: float, end_s: float) -> float | None:
+    """Mean of the per-interval throughputs whose whole interval lies in [start_s, end_s]."""
+    inside, previous = [], None
+    for end, value in points:
+        begin = previous if previous is not None else end - 1.0
+        previous = end
+        if begin >= start_s - 1e-6 and end <= end_s + 1e-6:
+            inside.append(value)
+    return sum(inside) / len(inside) if inside else None
+
+
+def capacity_windows(scenario: Scenario, link: str) -> dict[str, tuple[int, int, float]]:
+    """before/during/after of a link's partial failures: (start ns, end ns, least share of the lit
+    capacity in service), from t0. During runs from the first fail to the repair that brings the
+    link back to its whole lit capacity (or the end); no fail: the whole run is `before`."""
+    events = [e for e in sorted(scenario.timeline, key=lambda e: e.at_ns)
+              if e.link == link and e.kind in CAPACITY_KINDS]
+    end = scenario.duration_ns
+    first_fail = next((e for e in events if e.kind == "fail"), None)
+    if first_fail is None:
+        return {"before": (0, end, 1.0)}
+    windows = {"before": (0, first_fail.at_ns, 1.0)}
+    later = [e for e in events if e.at_ns >= first_fail.at_ns]
+    repaired = next((e for e in later if e.kind == "repair" and e.share >= 1.0), None)
+    stop = repaired.at_ns if repaired is not None else end
+    windows["during"] = (first_fail.at_ns, stop, min(e.share for e in later if e.at_ns < stop or e is first_fail))
+    if repaired is not None:
+        windows["after"] = (stop, end, 1.0)
+    return windows
+
+
+def scale_summary(scenario: Scenario) -> dict[str, Any]:
+    """What is scaled, for every place a figure could be taken for the real one (report.json's
+    `scale`, the console, the plots): per scaled link its factor and capacities, per stream its factor."""
+    links: dict[str, Any] = {}
+    for link in scenario.topology.links:
+        if link.scale == 1.0 and link.capacity is None:
+            continue
+        entry: dict[str, Any] = {"factor": link.scale, "fitted": bool(link.capacity and link.capacity.fitted),
+                                 "emulated_mbps": max(link.a_to_b.rate_bps, link.b_to_a.rate_bps) / 1e6}
+        if link.capacity is not None:
+            c = link.capacity
+            entry.update(design_mbps=c.design_bps / 1e6, lit_mbps=c.lit_bps() / 1e6,
+                         fiber_pairs=c.capacity.fiber_pairs, waves_per_pair=c.capacity.waves_per_pair,
+                         wave_rate_gbps=c.capacity.wave_rate_bps / 1e9, lit_fiber_pairs=c.lit.fiber_pairs,
+                         lit_waves=c.lit.waves)
+        links[link.name] = entry
+    streams = {spec.name: spec.scale for spec in scenario.traffic if spec.scale != 1.0}
+    return {"links": links, "streams": streams} if links or streams else {}
+
+
+def capacity_metrics(scenario: Scenario, series: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """Scaled-back figures (docs/capacity.md): `<stream>.throughput_scaled_back_mbps`, and per
+    direction of a link that declares capacity its streams' goodput summed, divided by the link's
+    scale, before/during/after its partial failures, beside the real capacity then in service."""
+    metrics: dict[str, Any] = {}
+    topology = scenario.topology
+    crossing: dict[tuple[str, str], list[str]] = {}
+    for spec in scenario.traffic:
+        if spec.kind == "probe":
+            continue
+        try:
+            hops = path_hops(topology, shortest_path(topology, spec.source, spec.target))
+        except KeyError:
+            hops = []
+        for hop in hops:
+            crossing.setdefault(hop, []).append(spec.name)
+    for link in topology.links:
+        for direction in ("a_to_b", "b_to_a"):
+            streams = [name for name in crossing.get((link.name, direction), []) if name in series]
+            base = f"link.{link.name}.{direction}"
+            # every link reports every registered link metric: None where it declares no capacity
+            # or a window did not happen (no fail: no during/after)
+            for window in ("before", "during", "after"):
+                metrics[f"{base}.capacity_{window}_mbps"] = metrics[f"{base}.throughput_{window}_mbps"] = None
+            if link.capacity is None:
+                continue
+            for window, (start, stop, share) in capacity_windows(scenario, link.name).items():
+                metrics[f"{base}.capacity_{window}_mbps"] = link.capacity.lit_bps() * share / 1e6
+                means = [_window_mean(series[name]["throughput_mbps"], (start + SETTLE_NS) / 1e9, stop / 1e9)
+                         for name in streams]
+                total = sum(m for m in means if m is not None) if streams and None not in means else None
+                metrics[f"{base}.throughput_{window}_mbps"] = scale_back(total, link.scale)
+    return metrics
+
+
 def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collected:
     """The run's metrics, series, marks, applied timeline and fidelity (pure)."""
     errors = list(recording.errors)
@@ -317,9 +409,13 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
              for spans in cut_windows(plan, t0).values() for start, end in spans]
     windows = analysis.disturbance_windows(spans, [e.t_ns for e in recording.route_events], lead_in_ns=LEAD_IN_NS,
                                            recovery_ns=RECOVERY_NS, settle_ns=ROUTE_SETTLE_NS)
-    marks = [TimelineMark(s.at_ns / 1e9, s.kind, s.link, s.words if s.kind == "set" else s.direction)
+    marks = [TimelineMark(s.at_ns / 1e9, s.shown, s.link, s.words if s.kind == "set" else s.direction)
              for s in plan.steps]
     metrics, series = stream_metrics(plan, recording, windows, errors)
+    for spec in scenario.traffic:
+        if spec.kind != "probe" and f"{spec.name}.throughput_mbps" in metrics:
+            metrics[f"{spec.name}.throughput_scaled_back_mbps"] = scale_back(metrics[f"{spec.name}.throughput_mbps"], spec.scale)
+    metrics.update(capacity_metrics(scenario, series))
     traces = _Traces({})
     if recording.dynamic_routing:
         traces = _traces(plan, recording, errors)
@@ -341,4 +437,4 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
         for direction in ("a_to_b", "b_to_a"):
             if not invariant_holds(entry[direction]):
                 errors.append(f"link {name} {direction}: counters do not add up (engine bug)")
-    return Collected(metrics, series, marks, timeline, fidelity, errors, summaries)
+    return Collected(metrics, series, marks, timeline, fidelity, errors, summaries, scale_summary(scenario))

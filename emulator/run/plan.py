@@ -10,7 +10,9 @@ What a plan holds:
 - streams: each traffic stream's receiver and sender (node, port, files);
 - taps: where the engine stamps probe streams (first and last link);
 - steps: the timeline's cut/restore/set steps (flaps expanded), each with the
-  label its failover metrics carry (cut1, restore1, ...);
+  label its failover metrics carry (cut1, restore1, ...); a partial failure or
+  its repair (`fail`/`repair`) is a `set` of the link's reduced rate, its
+  `event` saying which;
 - actions: the timed starts, in the order the runner takes them: probe senders
   (at once, they wait for their own start), iperf3 clients (at their start),
   failover traces (launched ahead of their instant, with dynamic routing);
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from emulator.scenario.scenario import Event, Scenario, TrafficSpec
+from emulator.scenario.scenario import CAPACITY_KINDS, Event, Scenario, TrafficSpec
 
 #: Lead time between starting the tools and the scenario's t = 0.
 #: Probe senders start at once and wait for t0 themselves: their start-up (scapy's import)
@@ -97,6 +99,13 @@ class Step:
     params: dict[str, Any] | None = None
     params_b_to_a: dict[str, Any] | None = None
     words: str = ""
+    #: the timeline event it plays when that is not `kind` itself: fail or repair (a `set` of the rate)
+    event: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The kind people read (fail, repair, cut, ...)."""
+        return self.event or self.kind
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,7 @@ class RunPlan:
         lines += [f"capture {c.link} {c.direction} -> {c.file}" for c in self.captures]
         for step in self.steps:
             what = step.words if step.kind == "set" else step.direction + (f" {step.mode}" if step.kind == "cut" else "")
-            lines.append(f"engine at {step.at_ns / 1e9:+.3f} s: {step.kind} {step.link} {what}"
+            lines.append(f"engine at {step.at_ns / 1e9:+.3f} s: {step.shown} {step.link} {what}"
                          + (f"  [{step.label}]" if step.label else ""))
         for a in self.actions:
             if a.kind == "sender":
@@ -218,10 +227,12 @@ def timeline_steps(scenario: Scenario) -> tuple[Step, ...]:
         key=lambda pair: pair[0].at_ns)   # as Scenario.steps(), with the labels
     out = []
     for step, label in pairs:
-        params = step.params.to_dict() if step.kind == "set" and step.params is not None else None
-        other = (step.params_b_to_a.to_dict() if step.kind == "set" and step.direction == "both"
+        # a fail or repair reaches the engine as a `set` of both directions' reduced rate
+        kind, event = ("set", step.kind) if step.kind in CAPACITY_KINDS else (step.kind, "")
+        params = step.params.to_dict() if kind == "set" and step.params is not None else None
+        other = (step.params_b_to_a.to_dict() if kind == "set" and step.direction == "both"
                  and step.params_b_to_a is not None else None)
-        out.append(Step(step.at_ns, step.kind, step.link, step.direction, step.mode, label, params, other, step.words))
+        out.append(Step(step.at_ns, kind, step.link, step.direction, step.mode, label, params, other, step.words, event))
     return tuple(out)
 
 

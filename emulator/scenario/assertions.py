@@ -40,7 +40,7 @@ BOUNDS_BY_VALUE: dict[str, tuple[str, ...]] = {
     "path": ("includes", "excludes"),
     "bool": ("equals",),
 }
-_STEP_LABEL = re.compile(r"^(cut|restore|set|flap)([1-9][0-9]*)$")
+_STEP_LABEL = re.compile(rf"^({'|'.join(EVENT_KINDS)})([1-9][0-9]*)$")
 #: `tolerance`: the largest emulator error (a duration) a timing assertion accepts
 #: before it is inconclusive, however far the value lies from its bound
 ASSERTION_FIELDS: tuple[str, ...] = ("metric", *ASSERTION_BOUNDS, "tolerance")

@@ -16,6 +16,16 @@ from typing import Callable
 import yaml
 
 from emulator.errors import InputError, ScenarioError
+from emulator.model.capacity import (
+    Capacity,
+    CapacityError,
+    LinkCapacity,
+    Lit,
+    check_scale,
+    fit_scale,
+    scaled_limit_bytes,
+    scaled_rate_bps,
+)
 from emulator.model.direction import UnknownDirection, link_directions, normalise
 from emulator.model.limits import MAX_DELAY_NS, MAX_LIMIT_PACKETS, MAX_OVERHEAD_BYTES
 from emulator.model.linkparams import LinkParams
@@ -127,7 +137,15 @@ PARAM_FIELDS: dict[str, ParamReader] = {
     "trace": _read_trace,
     "netem": _read_netem,
 }
-LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "cost", "bgp_prepend", "a_to_b", "b_to_a")
+#: Link-only fields of a link's capacity as built and its replica factor (docs/capacity.md)
+CAPACITY_FIELDS: tuple[str, ...] = ("capacity", "lit", "scale", "fit")
+LINK_FIELDS: tuple[str, ...] = ("ends", "preset", *PARAM_FIELDS, "mtu", "addresses", "cost", "bgp_prepend",
+                                *CAPACITY_FIELDS, "a_to_b", "b_to_a")
+#: `capacity: {fiber_pairs, waves_per_pair, wave_rate}` and `lit: {fiber_pairs, waves}`
+DESIGN_FIELDS: tuple[str, ...] = ("fiber_pairs", "waves_per_pair", "wave_rate")
+LIT_FIELDS: tuple[str, ...] = ("fiber_pairs", "waves")
+#: a scale factor written as text (`1e-5`: YAML 1.1 reads a float only with a dot)
+_FACTOR = re.compile(r"^[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]{1,3})?$")
 DIRECTION_FIELDS: tuple[str, ...] = tuple(PARAM_FIELDS)
 
 
@@ -148,6 +166,100 @@ def _apply_params(
             # Units, netem words and LinkParams speak without a location; add it.
             doc.fail(given[name], here, exc.bare_message, exc.fix)
     return params
+
+
+def _read_scale(doc: Document, node: yaml.Node, path: str) -> float:
+    """`scale: 1.0e-6` (or `1e-6`): the replica factor, 0 < scale <= 1."""
+    value = doc.value(node, path)
+    if isinstance(value, str) and len(value) <= 32 and _FACTOR.match(value.strip()):
+        value = float(value)
+    try:
+        check_scale(value)
+    except CapacityError as exc:
+        doc.fail(node, path, exc.bare_message, exc.fix)
+    return float(value)
+
+
+def _read_capacity(doc: Document, fields: dict[str, yaml.Node], path: str) -> LinkCapacity | None:
+    """`capacity:` and `lit:` (lit defaults to the whole design); None when the link declares no capacity."""
+    if "capacity" not in fields:
+        if "lit" in fields:
+            doc.fail(fields["lit"], join_path(path, "lit"), "lit needs the link's capacity",
+                     "add capacity: {fiber_pairs: 8, waves_per_pair: 128, wave_rate: 400gbit}")
+        return None
+    here = join_path(path, "capacity")
+    given = {key: value for key, _, value in doc.mapping(fields["capacity"], here, DESIGN_FIELDS)}
+    for key in DESIGN_FIELDS:
+        if key not in given:
+            doc.fail(fields["capacity"], here, f"capacity needs '{key}'",
+                     "give capacity: {fiber_pairs: 8, waves_per_pair: 128, wave_rate: 400gbit}")
+    pairs = doc.integer(given["fiber_pairs"], join_path(here, "fiber_pairs"), 1, 10_000, "8")
+    waves = doc.integer(given["waves_per_pair"], join_path(here, "waves_per_pair"), 1, 10_000, "128")
+    try:
+        rate = parse_rate(doc.value(given["wave_rate"], join_path(here, "wave_rate")), field="wave_rate")
+        design = Capacity(pairs, waves, rate)
+    except InputError as exc:
+        doc.fail(given["wave_rate"], join_path(here, "wave_rate"), exc.bare_message, exc.fix or "e.g. wave_rate: 400gbit")
+    lit = Lit(pairs, waves)
+    if "lit" in fields:
+        lit_path = join_path(path, "lit")
+        lit_given = {key: value for key, _, value in doc.mapping(fields["lit"], lit_path, LIT_FIELDS)}
+        numbers = {key: doc.integer(lit_given[key], join_path(lit_path, key), 1, 10_000, "1")
+                   for key in LIT_FIELDS if key in lit_given}
+        lit = Lit(numbers.get("fiber_pairs", pairs), numbers.get("waves", waves))
+        try:
+            lit.check(design)
+        except CapacityError as exc:
+            key = exc.bare_message.split()[0].split(".")[1]
+            doc.fail(lit_given.get(key, fields["lit"]), join_path(lit_path, key), exc.bare_message, exc.fix)
+    return LinkCapacity(design, lit)
+
+
+def _replica(doc: Document, fields: dict[str, yaml.Node], path: str, directions: list[LinkParams],
+             capacity: LinkCapacity | None) -> tuple[list[LinkParams], LinkCapacity | None, float]:
+    """Each direction at the replica's size: lit capacity (or the rate) x scale, byte limits x scale."""
+    if "scale" in fields and "fit" in fields:
+        doc.fail(fields["fit"], join_path(path, "fit"), "both scale and fit", "give scale: FACTOR or fit: true, not both")
+    fit = False
+    if "fit" in fields:
+        fit = doc.value(fields["fit"], join_path(path, "fit"))
+        if not isinstance(fit, bool):
+            doc.fail(fields["fit"], join_path(path, "fit"), f"expected true or false, got {fit!r}", "write fit: true")
+    if capacity is None and "scale" not in fields and not fit:
+        return directions, None, 1.0
+    for name, params in zip(("a_to_b", "b_to_a"), directions):
+        if params.trace_ms:
+            doc.fail(fields.get("trace", fields.get(name)), join_path(path, "trace"),
+                     "a capacity trace cannot be scaled or replaced by a capacity", "remove trace, or capacity/scale/fit")
+    if capacity is not None:
+        rates = [(fields["rate"], join_path(path, "rate"))] if "rate" in fields else []
+        for name in ("a_to_b", "b_to_a"):
+            if name in fields and not is_null(fields[name]):
+                rates += [(value, join_path(path, f"{name}.rate")) for key, _, value
+                          in doc.mapping(fields[name], join_path(path, name), DIRECTION_FIELDS) if key == "rate"]
+        for node, here in rates:
+            doc.fail(node, here, "rate and capacity both set the link's rate",
+                     "remove rate: the rate is the lit capacity x scale")
+    real = capacity.lit_bps() if capacity is not None else max(p.rate_bps for p in directions)
+    if fit and real == 0:
+        doc.fail(fields["fit"], join_path(path, "fit"), "fit needs a capacity or a rate to fit",
+                 "add capacity: {...} or rate:, or remove fit")
+    scale = fit_scale(real) if fit else (_read_scale(doc, fields["scale"], join_path(path, "scale")) if "scale" in fields else 1.0)
+    if capacity is not None:
+        capacity = LinkCapacity(capacity.capacity, capacity.lit, scale, fitted=fit)
+    where = fields.get("scale", fields.get("fit", fields.get("capacity")))
+    here = join_path(path, "scale" if "scale" in fields else "fit" if fit else "capacity")
+    out = []
+    try:
+        real_limit = parse_size(doc.value(fields["limit_bytes"], join_path(path, "limit_bytes")),
+                                field="limit_bytes") if "limit_bytes" in fields else 0
+        for params in directions:
+            rate = capacity.emulated_bps() if capacity is not None else scaled_rate_bps(params.rate_bps, scale)
+            limit = params.limit_bytes or real_limit   # a direction's own limit, else the link's
+            out.append(params.replace(rate_bps=rate, limit_bytes=scaled_limit_bytes(limit, scale)))
+    except InputError as exc:
+        doc.fail(where, here, exc.bare_message, exc.fix)
+    return out, capacity, scale
 
 
 def _read_ends(doc: Document, node: yaml.Node, path: str, out: Builder) -> tuple[str, str]:
@@ -188,7 +300,10 @@ def _read_link(doc: Document, name: str, key_node: yaml.Node, node: yaml.Node, p
             doc.fail(fields["preset"], preset_path, exc.bare_message, exc.fix)
         params = preset.params()
         length_km = preset.length_km
-    shared = _apply_params(doc, pairs, path, params)
+    # A replica's byte limit is the real cable's (a 400 Tbit/s buffer is beyond the
+    # engine's u32): read it here, scale it in _replica, never check the real figure
+    replica = any(key in fields for key in CAPACITY_FIELDS)
+    shared = _apply_params(doc, [p for p in pairs if not (replica and p[0] == "limit_bytes")], path, params)
     if "length_km" in fields:  # validated by _apply_params above
         length_km = float(doc.value(fields["length_km"], join_path(path, "length_km")))
 
@@ -199,6 +314,9 @@ def _read_link(doc: Document, name: str, key_node: yaml.Node, node: yaml.Node, p
             directions.append(_apply_params(doc, doc.mapping(fields[direction], here, DIRECTION_FIELDS), here, shared))
         else:
             directions.append(shared)
+
+    capacity = _read_capacity(doc, fields, path)
+    directions, capacity, scale = _replica(doc, fields, path, directions, capacity)
 
     mtu = DEFAULT_MTU
     if "mtu" in fields:
@@ -225,7 +343,7 @@ def _read_link(doc: Document, name: str, key_node: yaml.Node, node: yaml.Node, p
     a, b = (LinkEnd(end, *addresses.get(end, (None, None))) for end in ends)
     return Link(
         name=name, a=a, b=b, a_to_b=directions[0], b_to_a=directions[1], mtu=mtu, preset=preset_name,
-        length_km=length_km, cost=cost, bgp_prepend=prepend,
+        length_km=length_km, cost=cost, bgp_prepend=prepend, capacity=capacity, scale=scale,
     )
 
 

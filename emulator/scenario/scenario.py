@@ -17,7 +17,10 @@ from emulator.model.metrics import kinds as metric_kinds, names as metric_names
 from emulator.scenario.topology import Topology
 
 TRAFFIC_KINDS = ("probe", "tcp", "udp")
-EVENT_KINDS = ("cut", "restore", "set", "flap")
+EVENT_KINDS = ("cut", "restore", "set", "flap", "fail", "repair")
+#: Events that take part of a link's lit capacity away or give it back
+#: (emulator.model.capacity): the engine plays each as a `set` of the reduced rate
+CAPACITY_KINDS = ("fail", "repair")
 #: the direction words a file may use (a node name too, resolved by emulator.model.direction)
 DIRECTIONS = WORDS
 #: How a cut fails the link: `silent`, frames vanish and both ends stay up (BFD or
@@ -63,6 +66,9 @@ class TrafficSpec:
     #: probe/udp payload bytes (probe: at least 16, for sequence and time)
     size: int = 64
     ipv6: bool = False
+    #: the replica factor of the scaled links the stream crosses (emulator.model.capacity);
+    #: `rate_bps` is already multiplied by it, and its throughput is divided by it in reports
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,10 @@ class Event:
     top of an earlier `set`). With `direction` both, `params` is a_to_b and
     `params_b_to_a` the other way; for one direction only `params` is given.
     `direction` is always both, a_to_b or b_to_a (a node name is normalised).
+    `fail` / `repair`: `fiber_pairs` and `waves` taken out of (given back to)
+    service; `params` / `params_b_to_a` are both directions' parameters after
+    it, at the lit capacity left times the link's scale, and `share` the
+    fraction of the lit capacity in service after it.
     """
 
     at_ns: int
@@ -87,6 +97,9 @@ class Event:
     period_ns: int = 0
     count: int = 0
     mode: str = "silent"                      # cut, flap: one of CUT_MODES
+    fiber_pairs: int = 0                      # fail, repair
+    waves: int = 0                            # fail, repair
+    share: float = 1.0                        # fail, repair: lit capacity in service after it
 
     def expand(self) -> list["Event"]:
         """A flap as its cut/restore steps; other events as themselves."""

@@ -1,16 +1,21 @@
 """The `duration:`, `timeline:` and `engine:` sections: how long a run lasts, what happens to the links when, and how many engine loops forward them.
 
 A timeline item is `at` plus exactly one event kind naming a link (`cut`,
-`restore`, `set`, `flap`) and the options of that kind. Every step is bounded
+`restore`, `set`, `flap`) and the options of that kind, or a partial failure
+of a link's lit capacity and its repair (`fail`/`repair: {link, fiber_pairs,
+waves}`, on a link that declares `capacity`). Every step is bounded
 (flap spacing, the number of steps a run plays) so a file cannot ask the
 engine for unbounded work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import yaml
 
 from emulator.errors import InputError
+from emulator.model.capacity import CapacityError, Outage, format_bps
 from emulator.model.limits import (
     MAX_DURATION_NS,
     MAX_FLAP_COUNT,
@@ -24,19 +29,22 @@ from emulator.model.units import format_time
 from emulator.scenario.builder import Builder, existing_link, scenario_end
 from emulator.scenario.links import read_direction
 from emulator.scenario.reader import Document, is_null, join_path, suggest
-from emulator.scenario.scenario import CUT_MODES, EVENT_KINDS, Event
+from emulator.scenario.scenario import CAPACITY_KINDS, CUT_MODES, EVENT_KINDS, Event
 from emulator.scenario.topology import Link
 
 #: Keys of a timeline item: `at`, exactly one of EVENT_KINDS (its value names
 #: the link), and the options below (each only for the kinds listed).
 EVENT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "direction": EVENT_KINDS,
+    # a fiber pair carries both directions, so a fail or repair is both directions
+    "direction": tuple(kind for kind in EVENT_KINDS if kind not in CAPACITY_KINDS),
     "netem": ("set",),
     "period": ("flap",),
     "count": ("flap",),
     "mode": ("cut", "flap"),
 }
 EVENT_FIELDS: tuple[str, ...] = ("at", *EVENT_KINDS, *EVENT_OPTIONS)
+#: The keys of a fail/repair value: the link, and what fails (at least one of the two)
+FAILURE_FIELDS: tuple[str, ...] = ("link", "fiber_pairs", "waves")
 
 #: the `engine:` section's keys
 ENGINE_FIELDS = ("shards",)
@@ -75,7 +83,7 @@ def _read_event(doc: Document, node: yaml.Node, path: str, out: Builder) -> Even
     kinds = [kind for kind in EVENT_KINDS if kind in fields]
     if len(kinds) != 1:
         what = "no event" if not kinds else f"{len(kinds)} events ({', '.join(kinds)})"
-        doc.fail(node, path, f"{what} in one item", "give exactly one of cut, restore, set, flap with the link's name, e.g. {at: 10s, cut: aktau-sumgait}")
+        doc.fail(node, path, f"{what} in one item", f"give exactly one of {', '.join(EVENT_KINDS)}, e.g. {{at: 10s, cut: aktau-sumgait}}")
     kind = kinds[0]
     for option, kinds_allowed in EVENT_OPTIONS.items():
         if option in fields and kind not in kinds_allowed:
@@ -83,6 +91,10 @@ def _read_event(doc: Document, node: yaml.Node, path: str, out: Builder) -> Even
     if "at" not in fields:
         doc.fail(node, path, f"the {kind} event has no time", "add at: with the time from the start, e.g. at: 10s")
     at = doc.time(fields["at"], join_path(path, "at"), "at")
+    if kind in CAPACITY_KINDS:
+        if at > out.duration_ns:
+            doc.fail(fields["at"], join_path(path, "at"), f"at {format_time(at)} is after {scenario_end(out)}", "move the event earlier or lengthen duration")
+        return _read_failure(doc, fields[kind], join_path(path, kind), kind, at, out)
     link = existing_link(doc, fields[kind], join_path(path, kind), out)
     direction = read_direction(doc, fields["direction"], join_path(path, "direction"), link) if "direction" in fields else "both"
     if at > out.duration_ns:
@@ -128,6 +140,53 @@ def _read_event(doc: Document, node: yaml.Node, path: str, out: Builder) -> Even
     return Event(at, kind, link.name, direction, mode=mode)
 
 
+def _read_failure(doc: Document, node: yaml.Node, path: str, kind: str, at: int, out: Builder) -> Event:
+    """`fail: {link: L, fiber_pairs: 1}` / `{link: L, waves: 8}` and `repair: {...}` alike."""
+    example = f"{kind}: {{link: aktau-sumgait, fiber_pairs: 1}}"
+    if not isinstance(node, yaml.MappingNode):
+        doc.fail(node, path, f"a {kind} event names the link and what {'fails' if kind == 'fail' else 'is repaired'}",
+                 f"write {example} or {{link: ..., waves: 8}}")
+    given = {key: value for key, _, value in doc.mapping(node, path, FAILURE_FIELDS)}
+    if "link" not in given:
+        doc.fail(node, path, f"a {kind} event needs 'link'", f"write {example}")
+    link = existing_link(doc, given["link"], join_path(path, "link"), out)
+    if link.capacity is None:
+        doc.fail(given["link"], join_path(path, "link"), f"link {link.name!r} declares no capacity to {kind} part of",
+                 "add capacity: {fiber_pairs: 8, waves_per_pair: 128, wave_rate: 400gbit} to the link, or use cut/restore")
+    if "fiber_pairs" not in given and "waves" not in given:
+        doc.fail(node, path, f"a {kind} event needs fiber_pairs or waves", f"write {example}")
+    pairs = doc.integer(given["fiber_pairs"], join_path(path, "fiber_pairs"), 1, 10_000, "1") if "fiber_pairs" in given else 0
+    waves = doc.integer(given["waves"], join_path(path, "waves"), 1, 1_000_000, "8") if "waves" in given else 0
+    return Event(at, kind, link.name, fiber_pairs=pairs, waves=waves)
+
+
+def _capacity_steps(doc: Document, node: yaml.Node, path: str, items: list[yaml.Node], out: Builder) -> None:
+    """Give every fail/repair its parameters: the outage so far (in time order, file order at one
+    instant) and the rate left at the link's scale. Refuses failing more than is in service."""
+    outages: dict[str, Outage] = {}
+    order = sorted(range(len(out.timeline)), key=lambda i: out.timeline[i].at_ns)
+    for i in order:
+        event = out.timeline[i]
+        if event.kind not in CAPACITY_KINDS:
+            continue
+        link = out.links[event.link]
+        capacity = link.capacity
+        assert capacity is not None  # _read_failure checked
+        try:
+            outage = capacity.after(outages.get(link.name, Outage()), event.fiber_pairs, event.waves,
+                                    repair=event.kind == "repair")
+        except CapacityError as exc:
+            doc.fail(items[i], f"{path}[{i}].{event.kind}", exc.bare_message, exc.fix)
+        outages[link.name] = outage
+        rate = capacity.emulated_bps(outage)
+        what = ", ".join(f"{n} {unit}" for n, unit in ((event.fiber_pairs, "fiber pair(s)"), (event.waves, "wave(s)")) if n)
+        words = (f"{what} {'down' if event.kind == 'fail' else 'back'}: {capacity.share(outage):.2%} of lit in service, "
+                 f"{format_bps(capacity.lit_bps(outage))} real, rate {format_bps(rate)} at scale {capacity.scale:g}")
+        out.timeline[i] = dataclasses.replace(
+            event, params=link.a_to_b.replace(rate_bps=rate), params_b_to_a=link.b_to_a.replace(rate_bps=rate),
+            share=capacity.share(outage), words=words)
+
+
 def read_timeline(doc: Document, node: yaml.Node, path: str, out: Builder) -> None:
     """`timeline: [{at: 10s, cut: LINK}, ...]` (read after `links` and `duration`)."""
     if is_null(node):
@@ -141,6 +200,7 @@ def read_timeline(doc: Document, node: yaml.Node, path: str, out: Builder) -> No
             doc.fail(item, f"{path}[{i}]", f"the timeline reaches {steps} steps here (a flap is 2 per cycle), "
                      f"more than the {MAX_TIMELINE_STEPS} a run plays", "flap fewer times, or split the scenario")
         out.timeline.append(event)
+    _capacity_steps(doc, node, path, doc.sequence(node, path), out)
     out.step_counts = {kind: sum(1 for e in out.timeline if e.kind == kind) for kind in EVENT_KINDS}
 
 

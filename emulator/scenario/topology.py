@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from emulator.model.capacity import LinkCapacity
 from emulator.model.linkparams import LinkParams
 
 NODE_ROLES = ("host", "router")
@@ -75,6 +76,10 @@ class Link:
     cost: int | None = None
     #: BGP: extra copies of its own AS each end prepends to the routes it exports over this link
     bgp_prepend: int = 0
+    #: fiber pairs x waves x rate and the lit share (`capacity:`/`lit:`), None = a plain rate
+    capacity: LinkCapacity | None = None
+    #: the replica factor (`scale:`/`fit:`): rates and byte queue limits are multiplied by it
+    scale: float = 1.0
 
     @property
     def ospf_cost(self) -> int:

@@ -4,6 +4,11 @@ A stream's rate is in its kind's unit, and the key says which: `rate_pps`
 for probe streams (packets per second, `1000pps`, `10kpps`), `rate_bps` for
 the iperf3 streams (a bit rate, `64kbit`, `20Mbit`). The old `rate:` key is
 refused with the key to write instead.
+
+A tcp or udp stream whose path crosses a scaled link (`scale`/`fit`,
+docs/capacity.md) is offered at its rate times that factor, as SHRiNK scales
+the traffic with the link; its rate is written at the real size. Probe
+streams are the measuring instrument and are not scaled.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ from decimal import Decimal
 import yaml
 
 from emulator.errors import InputError
+from emulator.model.capacity import scaled_rate_bps
 from emulator.model.limits import MAX_PROBE_PACKETS, MAX_QUANTITY_CHARS, MAX_RATE_BPS
 from emulator.model.units import format_rate, format_time, parse_rate
 from emulator.scenario.assertions import ASSERTION_PREFIXES
 from emulator.scenario.builder import Builder, existing_node, scenario_end
 from emulator.scenario.links import LINK_NAME
 from emulator.scenario.reader import Document, is_null, join_path, suggest
+from emulator.scenario.paths import path_hops, shortest_path
 from emulator.scenario.scenario import TRAFFIC_KINDS, TrafficSpec
+from emulator.scenario.topology import Topology
 
 #: Probe streams: packets per second, and payload bytes (sequence 8 B + send time 8 B).
 PROBE_RATE_RANGE = (1, 20_000)
@@ -91,6 +99,21 @@ def _joined(out: Builder, source: str, target: str) -> bool:
     return target in seen
 
 
+def _path_scale(doc: Document, node: yaml.Node, path: str, out: Builder, source: str, target: str) -> float:
+    """The replica factor of the scaled links on the stream's least-delay path (1: none).
+    Links scaled by different factors on one path are refused: no one factor scales the traffic back."""
+    if not any(link.scale != 1.0 for link in out.links.values()):
+        return 1.0
+    topology = Topology(nodes=tuple(out.nodes.values()), links=tuple(out.links.values()))
+    hops = path_hops(topology, shortest_path(topology, source, target))
+    factors = {out.links[name].scale: name for name, _ in hops if out.links[name].scale != 1.0}
+    if len(factors) > 1:
+        named = ", ".join(f"{name} x {factor:g}" for factor, name in factors.items())
+        doc.fail(node, path, f"the stream crosses links scaled by different factors ({named})",
+                 "give the scaled links on one path the same scale")
+    return next(iter(factors), 1.0)
+
+
 def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml.Node, path: str, out: Builder) -> TrafficSpec:
     if not LINK_NAME.fullmatch(name):
         doc.fail(key_node, path, f"traffic name {name!r} is not valid", "use a-z, 0-9 and -, at most 31 characters")
@@ -154,9 +177,16 @@ def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml
         ipv6 = doc.value(fields["ipv6"], join_path(path, "ipv6"))
         if not isinstance(ipv6, bool):
             doc.fail(fields["ipv6"], join_path(path, "ipv6"), f"expected true or false, got {ipv6!r}", "write ipv6: true or ipv6: false")
+    scale = _path_scale(doc, fields["to"], join_path(path, "to"), out, source, target) if kind != "probe" else 1.0
+    if scale != 1.0 and rate > 0:
+        try:
+            rate = float(scaled_rate_bps(rate, scale))
+        except InputError as exc:
+            doc.fail(fields[rate_key], join_path(path, rate_key), exc.bare_message, exc.fix)
     return TrafficSpec(
         name=name, kind=kind, source=source, target=target, start_ns=start, stop_ns=stop,
         rate_pps=rate if kind == "probe" else 0.0, rate_bps=0.0 if kind == "probe" else rate, size=size, ipv6=ipv6,
+        scale=scale,
     )
 
 
