@@ -24,7 +24,7 @@ REFERENCE: dict[str, float] = {
     "physics.transponder_pair_ms": 0.1,
     "physics.healthy_loss": 1.0e-5,
     "trans_caspian_cable.length_km": 370,
-    "trans_caspian_cable.reported_2025.length_km": 380,
+    "trans_caspian_cable.length_km_2025": 380,
     "trans_caspian_cable.one_way_delay_ms": 1.91,
     "trans_caspian_cable.reserve_route.length_km": 330,
     "corridor_segments.Frankfurt-Istanbul.length_km": 2430,
@@ -42,7 +42,7 @@ REFERENCE: dict[str, float] = {
 #: the cable's lengths are marked P in comments there).
 LENGTH_TAGS: dict[str, str] = {
     "trans_caspian_cable.length_km": "P",
-    "trans_caspian_cable.reported_2025.length_km": "P",
+    "trans_caspian_cable.length_km_2025": "P",
     "trans_caspian_cable.reserve_route.length_km": "P",
     "corridor_segments.Frankfurt-Istanbul.length_km": "C",
     "corridor_segments.Istanbul-Tbilisi.length_km": "C",
@@ -159,7 +159,7 @@ def _build() -> dict[str, Preset]:
             "aktau-sumgait-380",
             "Trans-Caspian subsea cable Aktau–Sumgait at the 380 km of the 2025 press and tender "
             "(trans_caspian_cable.length_km_2025; the default keeps the seed's 370 km)",
-            "trans_caspian_cable.reported_2025.length_km",
+            "trans_caspian_cable.length_km_2025",
         ),
         _cable(
             "kuryk-buzovna",
