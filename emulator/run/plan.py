@@ -171,8 +171,9 @@ class RunPlan:
             if a.kind == "sender":
                 s = self.stream(a.stream)
                 rate = f"{s.rate_pps:g} pps" if s.kind == "probe" else (f"{s.rate_bps:g} bit/s" if s.rate_bps else "unlimited")
+                size = f", {s.size} B" if s.kind != "tcp" else ""   # TCP's segments are the stack's
                 lines.append(f"start at {a.at_ns / 1e9:+.3f} s: {s.kind} sender {s.name} in {s.source} -> {s.target}, "
-                             f"{rate}, {s.size} B, sends {s.start_ns / 1e9:g}..{s.stop_ns / 1e9:g} s")
+                             f"{rate}{size}, sends {s.start_ns / 1e9:g}..{s.stop_ns / 1e9:g} s")
             else:
                 lines.append(f"start at {a.at_ns / 1e9:+.3f} s: trace {a.trace} from {self.stream(a.stream).source}"
                              f" at {a.trace_at_ns / 1e9:+.3f} s")
