@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emulator.report.report import Report, format_value
+from emulator.report.report import Report, format_value, scale_lines
 from emulator.scenario.scenario import START_STEP
 
 #: the metrics shown per traffic stream, in this order, when the stream has them
@@ -120,17 +120,6 @@ def failover_lines(report: Report) -> list[str]:
                  if values.get(name) is not None]
         if parts:
             lines.append(f"  {step} " + "; ".join(parts))
-    return lines
-
-
-def scale_lines(report: Report) -> list[str]:
-    """One line per scaled link: its factor and what it stands for."""
-    lines = []
-    for name, entry in report.scale.get("links", {}).items() if report.scale else ():
-        real = f"{entry['lit_mbps'] / 1e6:g} Tbit/s lit of {entry['design_mbps'] / 1e6:g} design" if "lit_mbps" in entry else "its rate"
-        lines.append(f"scale: {name} is a replica at x{entry['factor']:g}{' (fit)' if entry.get('fitted') else ''}: "
-                     f"{real} -> {entry['emulated_mbps']:g} Mbit/s here; figures named *scaled_back* and the "
-                     f"capacity table are divided by the factor, throughput_mbps is the replica's")
     return lines
 
 

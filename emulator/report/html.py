@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from emulator.report.report import Report, format_value
+from emulator.report.report import Report, format_value, scale_lines
 from emulator.report.topology_view import PATH_COLOURS, Highlight, Picture, svg
 
 HTML_FILE = "index.html"
@@ -97,7 +97,9 @@ def _header(report: Report) -> str:
             f"{escape(report.verdict.upper())}</span></h1>\n"
             f"<p>{escape(report.summary())}</p>\n"
             f"<p class=\"meta\">{escape(report.source)} · seed {report.seed} · started {escape(report.started_at)} · "
-            f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall · {versions}</p>")
+            f"{report.duration_s:g} s scenario, {report.wall_s:.1f} s wall · {versions}</p>"
+            # a replica's figures are not the real link's: say so where the numbers start
+            + "".join(f"\n<p class=\"meta\"><strong>{escape(line)}</strong></p>" for line in scale_lines(report)))
 
 
 def _errors(report: Report) -> str:

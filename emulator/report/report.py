@@ -370,3 +370,14 @@ def collect_versions(tools: tuple[str, ...] = ("iperf3",)) -> dict[str, str]:
         if version is not None:
             versions[tool] = version
     return versions
+
+
+def scale_lines(report: "Report") -> list[str]:
+    """One line per scaled link: its factor and what it stands for."""
+    lines = []
+    for name, entry in report.scale.get("links", {}).items() if report.scale else ():
+        real = f"{entry['lit_mbps'] / 1e6:g} Tbit/s lit of {entry['design_mbps'] / 1e6:g} design" if "lit_mbps" in entry else "its rate"
+        lines.append(f"scale: {name} is a replica at x{entry['factor']:g}{' (fit)' if entry.get('fitted') else ''}: "
+                     f"{real} -> {entry['emulated_mbps']:g} Mbit/s here; figures named *scaled_back* and the "
+                     f"capacity table are divided by the factor, throughput_mbps is the replica's")
+    return lines

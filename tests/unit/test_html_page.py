@@ -90,3 +90,13 @@ def test_a_streams_drawn_path_is_the_traced_one_under_dynamic_routing() -> None:
     caspian = ["fra", "frankfurt", "istanbul", "baku", "aktau", "almaty", "urumqi"]
     traced = {"routing.cut1.path_before": caspian, "routing.cut1.path_after": ["fra", "frankfurt", "moscow"]}
     assert report_topology(scenario, traced)["streams"]["probe"] == caspian
+
+
+def test_a_replica_says_so_at_the_top_of_its_page() -> None:
+    report = corridor_report()
+    assert "replica" not in render(report, {})
+    report.scale = {"links": {"aktau-sumgait": {"factor": 5e-7, "lit_mbps": 409.6e6, "design_mbps": 409.6e6,
+                                                "emulated_mbps": 204.8}}, "streams": {}}
+    page = render(report, {})
+    assert "aktau-sumgait is a replica at x5e-07: 409.6 Tbit/s lit of 409.6 design -&gt; 204.8 Mbit/s here" in page
+    assert page.index("replica at x5e-07") < page.index("<table")   # before any figure
