@@ -77,8 +77,9 @@ typecheck: build
 	$(PY) -m mypy
 
 # pytest exit 5 means "no tests collected": that must fail, never pass silently.
+# The 20 slowest tests are listed at the end: the suite must stay under 15 min on 2 cores.
 test: build test-deps stubtest typecheck
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest --durations=20 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 unit: build

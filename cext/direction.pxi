@@ -33,15 +33,6 @@ DROP_COMMENTS[DROP_SEND_ERROR] = b"dropped: send_error"
 cdef enum:
     ETH_HEADER_BYTES = 14
 
-# Gilbert–Elliott states and netem's 4-state model states.
-cdef enum:
-    GE_GOOD = 0
-    GE_BAD = 1
-    ST_TX_GAP = 1        # netem TX_IN_GAP_PERIOD
-    ST_TX_BURST = 2      # netem TX_IN_BURST_PERIOD
-    ST_LOST_BURST = 3    # netem LOST_IN_BURST_PERIOD
-    ST_LOST_GAP = 4      # netem LOST_IN_GAP_PERIOD
-
 # Pareto shape used for pareto jitter (iproute2's tables use the same).
 cdef double PARETO_ALPHA = 3.0
 
@@ -115,7 +106,7 @@ cdef struct Direction:
     int outage              # 1 while the link is cut (atomic)
     Prng rng
     # model state that survives parameter changes
-    int loss_state
+    int loss_state          # the loss model's (loss.pxi)
     double jitter_last      # last standardized jitter sample (correlation)
     int64_t last_departure  # when the serializer is next free
     int64_t last_release    # FIFO clamp when reordering is off
@@ -204,7 +195,7 @@ cdef int direction_init(Direction *d, int capacity, int slot_bytes, uint64_t see
     d.heap_len = 0
     d.next_seq = 0
     prng_seed(&d.rng, seed)
-    d.loss_state = GE_GOOD
+    d.loss_state = LOSS_STATE_INITIAL
     d.jitter_last = 0.0
     d.trace_of = NULL
     d.schedule = NULL
@@ -561,7 +552,7 @@ cdef void pipeline_admit(Direction *d, int64_t arrival_ns, int64_t now_ns, const
         drop_frame(d, DROP_OUTAGE, frame, length, arrival_ns)
         return
     # 2. loss
-    if p.loss_kind != LOSS_NONE and loss_decision(d, p):
+    if p.loss.kind != LOSS_NONE and loss_drops(&p.loss, &d.loss_state, &d.rng):
         drop_frame(d, DROP_LOSS, frame, length, arrival_ns)
         return
     # 3. duplicate / corrupt (the duplicate is an extra packet: counted in `duplicated`)

@@ -28,6 +28,7 @@ from emulator.errors import (EngineDirectionError, EngineParamError, EngineRange
                              EngineStateError, EngineTimeoutError)
 
 include "prng.pxi"
+include "loss.pxi"
 include "params.pxi"
 include "capture.pxi"
 include "direction.pxi"

@@ -11,15 +11,6 @@ cdef enum:
     DIST_PARETONORMAL = 3
     DIST_COUNT = 4
 
-# Loss models, in LinkParams.LOSS_MODELS order.
-cdef enum:
-    LOSS_NONE = 0
-    LOSS_RANDOM = 1
-    LOSS_GEMODEL = 2
-    LOSS_STATE = 3
-    LOSS_COUNT = 4
-    LOSS_PARAMS = 5          # loss_p: the most any model takes (netem's 4-state: p13 p31 p32 p23 p14)
-
 # A Mahimahi delivery opportunity carries one MTU-sized packet's bytes.
 cdef enum:
     TRACE_OPPORTUNITY_BYTES = 1500
@@ -32,8 +23,7 @@ cdef struct Params:
     int64_t jitter_ns
     double jitter_correlation
     int distribution
-    int loss_kind
-    double loss_p[LOSS_PARAMS]
+    LossParams loss          # loss.pxi
     double duplicate
     double corrupt
     double reorder
@@ -99,12 +89,7 @@ cdef Params *params_from_dict(dict d) except NULL:
         p.jitter_ns = int64_field(param_field(d, "jitter_ns"), "jitter_ns")
         p.jitter_correlation = double_field(param_field(d, "jitter_correlation"), "jitter_correlation")
         p.distribution = enum_field(param_field(d, "distribution"), "distribution", DIST_COUNT)
-        p.loss_kind = enum_field(param_field(d, "loss_kind"), "loss_kind", LOSS_COUNT)
-        loss_p = param_field(d, "loss_p")
-        if len(loss_p) != LOSS_PARAMS:
-            raise EngineParamError(f"engine parameter loss_p has {len(loss_p)} values, not {LOSS_PARAMS}")
-        for i in range(LOSS_PARAMS):
-            p.loss_p[i] = double_field(loss_p[i], "loss_p")
+        loss_params_read(&p.loss, param_field(d, "loss_kind"), param_field(d, "loss_p"))
         p.duplicate = double_field(param_field(d, "duplicate"), "duplicate")
         p.corrupt = double_field(param_field(d, "corrupt"), "corrupt")
         p.reorder = double_field(param_field(d, "reorder"), "reorder")

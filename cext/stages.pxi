@@ -1,62 +1,6 @@
 # The models of the pipeline's stages (the order they run in is direction.pxi's
-# pipeline_admit): 2 loss, 6 jitter, 5 rate (and capacity traces), 4 queue
-# admission. Each takes the direction, its Params and the time as arguments.
-
-
-# ---------------------------------------------------------------- stage 2: loss
-
-cdef inline bint loss_decision(Direction *d, Params *p) noexcept nogil:
-    """True when the loss model drops this packet (netem's sch_netem.c logic)."""
-    cdef double rnd
-    cdef int state
-    if p.loss_kind == LOSS_RANDOM:
-        return prng_chance(&d.rng, p.loss_p[0])
-    if p.loss_kind == LOSS_GEMODEL:
-        # p = P(G->B), r = P(B->G), 1-h = loss in B, 1-k = loss in G.
-        # As in netem, the transition is drawn first and the loss decision
-        # uses the state the packet found on arrival.
-        state = d.loss_state
-        if state == GE_GOOD:
-            if prng_uniform(&d.rng) < p.loss_p[0]:
-                d.loss_state = GE_BAD
-            return prng_uniform(&d.rng) < p.loss_p[3]
-        else:
-            if prng_uniform(&d.rng) < p.loss_p[1]:
-                d.loss_state = GE_GOOD
-            return prng_uniform(&d.rng) < p.loss_p[2]
-    if p.loss_kind == LOSS_STATE:
-        # loss_p = (p13, p31, p32, p23, p14); netem's a1..a5 = p13, p31, p32, p14, p23.
-        if d.loss_state < ST_TX_GAP or d.loss_state > ST_LOST_GAP:
-            d.loss_state = ST_TX_GAP
-        rnd = prng_uniform(&d.rng)
-        state = d.loss_state
-        if state == ST_TX_GAP:
-            if rnd < p.loss_p[4]:
-                d.loss_state = ST_LOST_GAP
-                return True
-            elif rnd < p.loss_p[4] + p.loss_p[0]:
-                d.loss_state = ST_LOST_BURST
-                return True
-            return False
-        elif state == ST_TX_BURST:
-            if rnd < p.loss_p[3]:
-                d.loss_state = ST_LOST_BURST
-                return True
-            return False
-        elif state == ST_LOST_BURST:
-            # p32 back to a burst's transmissions, p31 back to the gap,
-            # otherwise (1 - p31 - p32) the burst goes on: lose this one too.
-            if rnd < p.loss_p[2]:
-                d.loss_state = ST_TX_BURST
-                return False
-            elif rnd < p.loss_p[1] + p.loss_p[2]:
-                d.loss_state = ST_TX_GAP
-                return False
-            return True
-        else:  # ST_LOST_GAP: one isolated loss, then back to the gap
-            d.loss_state = ST_TX_GAP
-            return False
-    return False
+# pipeline_admit): 6 jitter, 5 rate (and capacity traces), 4 queue
+# admission (stage 2, loss, is loss.pxi). Each takes the direction, its Params and the time as arguments.
 
 
 # ---------------------------------------------------------------- stage 6: jitter

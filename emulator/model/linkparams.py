@@ -28,15 +28,12 @@ from emulator.model.limits import (
     MAX_SEED,
     MIN_RATE_BPS,
 )
+from emulator.model.loss import LossModel  # also imported from here (LinkParams.loss)
 from emulator.model.trace import TraceTimes, check_trace
 from emulator.model.units import format_percent, format_rate, format_time
 
 #: Jitter distributions the engine implements (netem's names).
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
-
-#: Loss model kinds and the number of probabilities each takes
-#: (netem: `loss random P`, `loss gemodel p r 1-h 1-k`, `loss state p13 p31 p32 p23 p14`).
-LOSS_MODELS = {"none": 0, "random": 1, "gemodel": 4, "state": 5}
 
 #: Ethernet preamble + start delimiter (8 B) + inter-frame gap (12 B): what a frame
 #: costs on the wire beyond the bytes AF_PACKET hands us (FCS is added separately).
@@ -44,47 +41,6 @@ DEFAULT_OVERHEAD_BYTES = 24  # 20 B preamble+IFG + 4 B FCS (AF_PACKET frames car
 
 #: netem's default queue limit, in packets.
 DEFAULT_LIMIT_PACKETS = 1000
-
-
-@dataclass(frozen=True)
-class LossModel:
-    """A packet-loss model: its kind and its probabilities, each in [0, 1].
-
-    - ``random``: ``(p,)`` independent (Bernoulli) loss.
-    - ``gemodel``: ``(p, r, 1-h, 1-k)`` Gilbert–Elliott with netem's meaning:
-      p = P(good→bad), r = P(bad→good), 1-h = loss in bad, 1-k = loss in good.
-    - ``state``: ``(p13, p31, p32, p23, p14)`` netem's 4-state Markov model.
-    """
-
-    kind: str = "none"
-    probabilities: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in LOSS_MODELS:
-            raise InputError(
-                f"unknown loss model {self.kind!r}",
-                fix=f"use one of {', '.join(LOSS_MODELS)}",
-            )
-        want = LOSS_MODELS[self.kind]
-        if len(self.probabilities) != want:
-            raise InputError(
-                f"loss model {self.kind} takes {want} probabilities, got {len(self.probabilities)}"
-            )
-        for p in self.probabilities:
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-                raise InputError(
-                    f"loss probability {p * 100:g}% is outside 0..100%",
-                    fix="give a percentage between 0% and 100%",
-                )
-
-    @property
-    def is_lossless(self) -> bool:
-        """True when this model can never drop a packet."""
-        if self.kind == "none":
-            return True
-        if self.kind == "random":
-            return self.probabilities[0] == 0.0
-        return False
 
 
 @dataclass(frozen=True)
@@ -163,7 +119,7 @@ class LinkParams:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (inverse of `from_dict`), used across processes."""
         data = dataclasses.asdict(self)
-        data["loss"] = {"kind": self.loss.kind, "probabilities": list(self.loss.probabilities)}
+        data["loss"] = self.loss.to_dict()
         data["trace_ms"] = list(self.trace_ms)
         return data
 
@@ -171,8 +127,7 @@ class LinkParams:
     def from_dict(cls, data: dict[str, Any]) -> "LinkParams":
         """Rebuild LinkParams from `to_dict()` output (validated again)."""
         fields = dict(data)
-        loss = fields.pop("loss", None) or {}
-        fields["loss"] = LossModel(loss.get("kind", "none"), tuple(loss.get("probabilities", ())))
+        fields["loss"] = LossModel.from_dict(fields.pop("loss", None))
         fields["trace_ms"] = tuple(fields.get("trace_ms", ()))
         return cls(**fields)
 
@@ -183,8 +138,7 @@ class LinkParams:
             "jitter_ns": self.jitter_ns,
             "jitter_correlation": self.jitter_correlation,
             "distribution": DISTRIBUTIONS.index(self.distribution),
-            "loss_kind": list(LOSS_MODELS).index(self.loss.kind),
-            "loss_p": list(self.loss.probabilities) + [0.0] * (5 - len(self.loss.probabilities)),
+            **self.loss.to_engine(),
             "duplicate": self.duplicate,
             "corrupt": self.corrupt,
             "reorder": self.reorder,
@@ -204,10 +158,8 @@ class LinkParams:
             if self.jitter_correlation:
                 words.append(f"correlation {format_percent(self.jitter_correlation)}")
             words.append(f"distribution {self.distribution}")
-        if self.loss.kind == "random" and not self.loss.is_lossless:
-            words.append(f"loss {format_percent(self.loss.probabilities[0])}")
-        elif self.loss.kind in ("gemodel", "state"):
-            words.append(f"loss {self.loss.kind} " + " ".join(format_percent(p) for p in self.loss.probabilities))
+        if self.loss.words():
+            words.append(self.loss.words())
         for name in ("duplicate", "corrupt", "reorder"):
             if getattr(self, name):
                 words.append(f"{name} {format_percent(getattr(self, name))}")

@@ -7,8 +7,12 @@ name is `<family head>.<name>`: `<stream>.owd_median_ms`,
 `link.<link>.<direction>.drops_loss`, `events.cut_total_ms`,
 `routing.<step>.outage_ms`, `routing.start.convergence_s`.
 
-Adding a traffic kind means adding its metrics here and a producer in the
-traffic layer; the loader and the report follow from the table.
+The traffic kinds are here too (`STREAM_KINDS`): what the loader and the run
+plan need to know of a kind before any tool runs (its rate key and unit, its
+defaults, whether it is the measuring instrument). Adding a traffic kind means
+a `StreamKind` row and its metrics here, and its tools (argv, files, parsing,
+analysis) in `emulator.traffic.kinds`; the loader, the plan, the runner, the
+collector and the report follow from the two tables.
 """
 
 from __future__ import annotations
@@ -20,12 +24,59 @@ from dataclasses import dataclass
 class Metric:
     """One registered metric."""
 
-    family: str       # probe | tcp | udp (a stream's kind), link, events, routing, start
+    family: str       # a stream's kind (STREAM_KINDS), link, events, routing, start
     name: str
     unit: str         # ms, us, s, %, packets, Mbit/s, bytes, count, nodes, bool
     producer: str     # the module that computes it
     kind: str = "number"   # number | path (node names) | bool
     doc: str = ""
+
+
+@dataclass(frozen=True)
+class StreamKind:
+    """One traffic kind (`kind:` in `traffic:`), as the loader and the run plan see it."""
+
+    name: str
+    #: the key its rate is written under: rate_pps (packets/s) or rate_bps (bit/s)
+    rate_field: str
+    #: how its rate is written, the fix of a wrong rate key
+    rate_words: str
+    #: the rate when none is given, in rate_field's unit (0: as fast as it goes)
+    default_rate: float
+    #: payload bytes when no `size` is given
+    default_size: int
+    #: the sizes it takes (None: it takes no `size`, and `size_fix` says why)
+    size_range: tuple[int, int] | None
+    size_fix: str = ""
+    #: a rate of 0 is refused (iperf3's UDP needs a target rate)
+    needs_rate: bool = False
+    #: the measuring instrument: one timestamped packet at a time, the stream failover traces
+    #: and outages follow, never scaled with a replica link (docs/capacity.md); the other
+    #: kinds are the load, offered at the scale of the links they cross
+    instrument: bool = False
+    doc: str = ""
+
+
+#: The traffic kinds, in the order the docs list them.
+STREAM_KINDS: tuple[StreamKind, ...] = (
+    # probes: 1000 pps (1 ms resolution for gaps); payload: sequence 8 B + send time 8 B at least
+    StreamKind("probe", "rate_pps", "a probe rate is packets per second, e.g. rate_pps: 1000pps",
+               1000.0, 64, (16, 1400), instrument=True, doc="timestamped UDP probes (emulator.traffic.probe)"),
+    # tcp: 0 = unlimited; its segments are the stack's
+    StreamKind("tcp", "rate_bps", "a tcp rate is a bit-rate cap, e.g. rate_bps: 100mbit",
+               0.0, 64, None, "remove it; tcp sends full segments", doc="an iperf3 TCP flow (cubic)"),
+    # udp: 1 Mbit/s as iperf3; the default payload fills a 1500-byte frame with IPv6 headers
+    StreamKind("udp", "rate_bps", "a udp rate is a bit rate, e.g. rate_bps: 20Mbit",
+               1e6, 1400, (1, 1400), needs_rate=True, doc="an iperf3 UDP stream"),
+)
+
+
+def stream_kind(name: str) -> StreamKind:
+    """The StreamKind called `name` (KeyError when there is none)."""
+    for kind in STREAM_KINDS:
+        if kind.name == name:
+            return kind
+    raise KeyError(name)
 
 
 _PROBE = "emulator.traffic.analysis"

@@ -4,19 +4,7 @@ Shared by `caspian link set` and the `netem:` field of topology files, so both
 speak the same language as `tc qdisc ... netem` where caspian models the same
 thing, and reject (rather than silently ignore) what it does not model.
 
-Omitted Gilbert–Elliott and 4-state parameters take iproute2's defaults, read
-from iproute2's tc/q_netem.c (netem_parse_opt, "set defaults" blocks):
-- `loss gemodel p [r [1-h [1-k]]]`: r = 1 - p, 1-h = 100 %, 1-k = 0 %.
-  (q_netem.c stores h = 0 in the kernel, which means loss 1-h = 100 % in the
-  bad state; and k1 = 0, i.e. no loss in the good state.)
-- `loss state p13 [p31 [p32 [p23 [p14]]]]`: p31 = 1 - p13, p32 = 0,
-  p23 = 100 %, p14 = 0.
-Their meaning is the kernel's net/sched/sch_netem.c: loss_gilb_ell() moves
-good->bad with p, bad->good with r, and then loses with 1-k in good and 1-h
-in bad; loss_4state() has states 1 = transmitting in a gap, 2 = transmitting
-in a burst, 3 = lost in a burst, 4 = isolated loss in a gap, with p13/p14
-leaving state 1 (to a lost state), p23 from 2 to 3, p31/p32 from 3 back to 1
-or 2; state 4 always returns to 1.
+The loss models and their omitted parameters' defaults are emulator.model.loss's.
 """
 
 from __future__ import annotations
@@ -26,7 +14,8 @@ from typing import Callable
 
 from emulator.errors import InputError
 from emulator.model.limits import MAX_NUMBER_DIGITS, MAX_SEED
-from emulator.model.linkparams import DISTRIBUTIONS, LinkParams, LossModel
+from emulator.model.linkparams import DISTRIBUTIONS, LinkParams
+from emulator.model.loss import read_loss
 from emulator.model.units import parse_percent, parse_rate, parse_size, parse_time
 
 
@@ -100,34 +89,8 @@ def _distribution(words: _Words, changes: dict) -> None:
     changes["distribution"] = name
 
 
-def _probabilities(words: _Words, model: str, names: tuple[str, ...], defaults: Callable[[float], list[float]]) -> LossModel:
-    """`loss MODEL first [more...]`: the first is required, the rest default as in iproute2."""
-    first = parse_percent(words.take(f"loss {model}", f"loss {model} 1%"), field=f"loss {model} {names[0]}")
-    values = [first, *defaults(first)]
-    for index, name in enumerate(names[1:], start=1):
-        if not words.next_is_number():
-            break
-        values[index] = parse_percent(words.take(f"loss {model}", ""), field=f"loss {model} {name}")
-    return LossModel(model, tuple(values))
-
-
 def _loss(words: _Words, changes: dict) -> None:
-    kind = words.take("loss", "loss 1%")
-    if kind == "gemodel":
-        changes["loss"] = _probabilities(
-            words, "gemodel", ("p", "r", "1-h", "1-k"), lambda p: [1.0 - p, 1.0, 0.0]
-        )
-        return
-    if kind == "state":
-        changes["loss"] = _probabilities(
-            words, "state", ("p13", "p31", "p32", "p23", "p14"), lambda p13: [1.0 - p13, 0.0, 1.0, 0.0]
-        )
-        return
-    if kind == "random":
-        kind = words.take("loss random", "loss random 1%")
-    probability = parse_percent(kind, field="loss")
-    words.reject_correlation("loss")
-    changes["loss"] = LossModel("random", (probability,)) if probability else LossModel()
+    changes["loss"] = read_loss(words)   # the loss kinds' table (emulator.model.loss)
 
 
 def _percent_field(keyword: str) -> Callable[[_Words, dict], None]:

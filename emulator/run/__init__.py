@@ -80,8 +80,9 @@ def execute(testbed: "Testbed", scenario: Scenario, *, progress: Callable[[float
     if scenario.topology != testbed.topology:
         raise TestbedError(f"scenario {scenario.name} describes another topology than this testbed's")
     plan = compile_run(scenario)
-    if plan.needs_iperf and shutil.which("iperf3") is None:
-        raise EnvironmentProblem("iperf3 is missing (apt-get install iperf3, or `make run`)")
+    for program in plan.programs:
+        if shutil.which(program) is None:
+            raise EnvironmentProblem(f"{program} is missing (apt-get install {program}, or `make run`)")
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="caspian-run-") as workdir:

@@ -19,10 +19,12 @@ from emulator.routing.trace import hops_to_nodes
 from emulator.run.plan import TRACE_BEFORE_NS, RunPlan
 from emulator.run.runner import GRACE_S, Recording
 from emulator.model.capacity import scale_back
+from emulator.model.metrics import stream_kind
 from emulator.scenario.paths import path_floor_ns, path_hops, shortest_path
 from emulator.scenario.scenario import CAPACITY_KINDS, START_STEP, Scenario, TrafficSpec
 from emulator.scenario.topology import Topology
-from emulator.traffic import analysis, iperf
+from emulator.traffic import analysis
+from emulator.traffic.kinds import tools
 
 #: How long after a restore the stream counts as disturbed (for loss_outside_events_pct).
 RECOVERY_NS = 1_000_000_000
@@ -126,19 +128,6 @@ def link_metrics(stats: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def _network_owd(record: Any, errors: list[str], name: str) -> dict[str, float | None]:
-    """`net_owd_*` of a tapped probe stream from the engine's stamps ({} when untapped)."""
-    if not record.tap_stamps:
-        return {}
-    merged: dict[str, dict[str, list[int]]] = {"first": {"seq": [], "t_ns": []}, "last": {"seq": [], "t_ns": []}}
-    for got in record.tap_stamps:
-        merged[got["role"]]["seq"] += got["seq"]
-        merged[got["role"]]["t_ns"] += got["t_ns"]
-        if got["overflow"]:
-            errors.append(f"{name}: the engine's probe stamps overflowed ({got['overflow']} lost)")
-    return analysis.network_owd(merged["first"], merged["last"])
-
-
 def stream_metrics(plan: RunPlan, recording: Recording, windows: list[tuple[int, int]],
                    errors: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, list]]]:
     """`<stream>.<metric>` of every stream, and its time series for the plots."""
@@ -149,23 +138,10 @@ def stream_metrics(plan: RunPlan, recording: Recording, windows: list[tuple[int,
         result: dict[str, Any] = {}
         if record.error is not None:
             errors.append(f"{s.name}: no result ({record.error})")
-        elif s.kind == "probe":
-            summary = record.summary or {}
-            result = analysis.analyze_probes(record.records, summary["sent"], summary["interval_ns"],
-                                             event_windows=windows)
-            result.update(_network_owd(record, errors, s.name))
-            sent_times = analysis.estimate_send_times(record.records, summary["sent"], summary["interval_ns"],
-                                                      summary["first_ns"])
-            series[s.name] = analysis.probe_series(record.records, recording.t0_ns, sent_times=sent_times)
         else:
-            try:
-                parsed = iperf.parse_client_json(record.iperf_json or "", s.kind)
-            except ValueError as exc:
-                errors.append(f"{s.name}: no result ({exc})")
-            else:
-                result = parsed.metrics
-                offset = s.start_ns / 1e9
-                series[s.name] = {"throughput_mbps": [(t + offset, v) for t, v in parsed.series]}
+            result, stream_series = tools(s.kind).analyze(s, record, recording.t0_ns, windows, errors)
+            if stream_series is not None:
+                series[s.name] = stream_series
         for metric, value in result.items():
             metrics[f"{s.name}.{metric}"] = value
     return metrics, series
@@ -244,7 +220,7 @@ def failover_metrics(scenario: Scenario, plan: RunPlan, recording: Recording, tr
                                                summary["first_ns"]))
         for s in plan.streams:
             other = recording.streams[s.name]
-            if s.kind == "probe" and s.name != plan.trace_stream and other.error is None and other.summary:
+            if stream_kind(s.kind).instrument and s.name != plan.trace_stream and other.error is None and other.summary:
                 streams.append(convergence.ProbeStream(other.records, other.summary["sent"],
                                                        other.summary["interval_ns"], other.summary["first_ns"]))
     for t_ns, router, count in failover.route_marks(steps, recording.route_events):
@@ -269,12 +245,9 @@ def jitter_windows(scenario: Scenario, t0_ns: int) -> dict[str, tuple[int, int]]
     weighs 99 % (CLOCK_REALTIME ns): JITTER_WINDOW_PACKETS at its packet rate."""
     out = {}
     for spec in scenario.traffic:
-        if spec.kind == "probe":
-            pps = spec.rate_pps
-        elif spec.kind == "udp" and spec.rate_bps > 0:
-            pps = spec.rate_bps / 8 / max(1, spec.size)
-        else:
-            continue  # TCP has no jitter figure
+        pps = tools(spec.kind).packet_rate(spec.rate_pps, spec.rate_bps, spec.size)
+        if pps is None:
+            continue  # no jitter figure (TCP)
         stop = spec.stop_ns if spec.stop_ns is not None else scenario.duration_ns
         span = int(JITTER_WINDOW_PACKETS / max(pps, 1e-3) * 1e9)
         out[spec.name] = (t0_ns + max(spec.start_ns, stop - span), t0_ns + stop)
@@ -373,8 +346,8 @@ def capacity_metrics(scenario: Scenario, series: dict[str, dict[str, list]]) -> 
     topology = scenario.topology
     crossing: dict[tuple[str, str], list[str]] = {}
     for spec in scenario.traffic:
-        if spec.kind == "probe":
-            continue
+        if stream_kind(spec.kind).instrument:
+            continue   # the instrument is not scaled, nor part of the load
         try:
             hops = path_hops(topology, shortest_path(topology, spec.source, spec.target))
         except KeyError:
@@ -413,7 +386,7 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
              for s in plan.steps]
     metrics, series = stream_metrics(plan, recording, windows, errors)
     for spec in scenario.traffic:
-        if spec.kind != "probe" and f"{spec.name}.throughput_mbps" in metrics:
+        if not stream_kind(spec.kind).instrument and f"{spec.name}.throughput_mbps" in metrics:
             metrics[f"{spec.name}.throughput_scaled_back_mbps"] = scale_back(metrics[f"{spec.name}.throughput_mbps"], spec.scale)
     metrics.update(capacity_metrics(scenario, series))
     traces = _Traces({})

@@ -13,8 +13,9 @@ What a plan holds:
   label its failover metrics carry (cut1, restore1, ...); a partial failure or
   its repair (`fail`/`repair`) is a `set` of the link's reduced rate, its
   `event` saying which;
-- actions: the timed starts, in the order the runner takes them: probe senders
-  (at once, they wait for their own start), iperf3 clients (at their start),
+- actions: the timed starts, in the order the runner takes them: senders that
+  start ahead (probes: at once, they wait for their own start), the others
+  (iperf3 clients) at their start,
   failover traces (launched ahead of their instant, with dynamic routing);
 - captures: the `capture:` files.
 """
@@ -24,54 +25,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from emulator.model.metrics import stream_kind
 from emulator.scenario.scenario import CAPACITY_KINDS, Event, Scenario, TrafficSpec
+from emulator.traffic.kinds import StreamPlan, tools
 
 #: Lead time between starting the tools and the scenario's t = 0.
-#: Probe senders start at once and wait for t0 themselves: their start-up (scapy's import)
-#: takes 0.3-1 s on a busy CPU, and a sender that is not ready at t0 starts late.
+#: Senders that start ahead (StreamTools.starts_ahead: the probes) start at once and wait
+#: for their own start: their start-up takes 0.3-1 s on a busy CPU.
 LEAD_NS = 1_500_000_000
-PROBE_BASE_PORT = 7000
-IPERF_BASE_PORT = 5201
-#: probe senders up to this rate run at real-time priority (below the engine's): a sender
-#: at normal priority shares its CPU with the routing daemons, iperf3 and the traces'
-#: start-up and was seen leaving probes 100-300 ms late, a gap the network never made.
-#: It takes the priority only once ready to send (its start-up would hold the CPU the
-#: receivers start on); then it sleeps until 0.3 ms before each slot and spins the rest
-#: (probe.SLEEP_MARGIN_NS), so at 1 kHz it holds the CPU at most 30 % of the time;
-#: faster senders would spin all the time and starve everything else on that CPU, so
-#: they stay at normal priority
-PROBE_REALTIME_MAX_PPS = 1000
-PROBE_REALTIME_PRIORITY = 1
 #: probe streams the engine can stamp on one link direction (TAP_MAX in cext/direction.pxi)
 PROBE_TAPS_PER_DIRECTION = 16
 #: failover traces (dynamic routing): the path is traced this long before each step and before the end
 TRACE_BEFORE_NS = 500_000_000
 #: ... and each trace process is started this much earlier (it imports scapy first, then waits)
 TRACE_LAUNCH_NS = 3_000_000_000
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """One traffic stream: its receiver in `target`, its sender in `source`."""
-
-    name: str
-    kind: str                      # probe | tcp | udp
-    source: str
-    target: str
-    port: int
-    ipv6: bool
-    size: int
-    start_ns: int                  # from t0
-    stop_ns: int                   # from t0
-    rate_pps: float = 0.0          # probe streams
-    rate_bps: float = 0.0          # udp/tcp streams (0: as fast as it goes)
-    #: files in the work directory, by role: records/summary (probe), iperf (iperf3's JSON)
-    files: dict[str, str] = field(default_factory=dict)
-    realtime_priority: int = 0     # probe senders: SCHED_FIFO once ready (0: normal)
-
-    @property
-    def seconds(self) -> float:
-        return (self.stop_ns - self.start_ns) / 1e9
 
 
 @dataclass(frozen=True)
@@ -139,15 +106,16 @@ class RunPlan:
     actions: tuple[Action, ...]
     captures: tuple[CaptureTarget, ...]
     dynamic_routing: bool
-    #: the probe stream the failover traces and outages follow (the first), or None
+    #: the instrument stream (a probe stream) the failover traces and outages follow (the first), or None
     trace_stream: str | None
 
     def stream(self, name: str) -> StreamPlan:
         return next(s for s in self.streams if s.name == name)
 
     @property
-    def needs_iperf(self) -> bool:
-        return any(s.kind != "probe" for s in self.streams)
+    def programs(self) -> tuple[str, ...]:
+        """The programs the streams' tools need on the machine."""
+        return tuple(dict.fromkeys(p for s in self.streams for p in tools(s.kind).programs))
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (times in ns from t0)."""
@@ -170,8 +138,10 @@ class RunPlan:
         for a in self.actions:
             if a.kind == "sender":
                 s = self.stream(a.stream)
-                rate = f"{s.rate_pps:g} pps" if s.kind == "probe" else (f"{s.rate_bps:g} bit/s" if s.rate_bps else "unlimited")
-                size = f", {s.size} B" if s.kind != "tcp" else ""   # TCP's segments are the stack's
+                kind = stream_kind(s.kind)
+                rate = (f"{s.rate_pps:g} pps" if kind.rate_field == "rate_pps"
+                        else f"{s.rate_bps:g} bit/s" if s.rate_bps else "unlimited")
+                size = f", {s.size} B" if kind.size_range is not None else ""   # TCP's segments are the stack's
                 lines.append(f"start at {a.at_ns / 1e9:+.3f} s: {s.kind} sender {s.name} in {s.source} -> {s.target}, "
                              f"{rate}{size}, sends {s.start_ns / 1e9:g}..{s.stop_ns / 1e9:g} s")
             else:
@@ -183,14 +153,10 @@ class RunPlan:
 
 def _stream(spec: TrafficSpec, index: int, duration_ns: int) -> StreamPlan:
     stop_ns = spec.stop_ns if spec.stop_ns is not None else duration_ns
-    port = (PROBE_BASE_PORT if spec.kind == "probe" else IPERF_BASE_PORT) + index
-    if spec.kind == "probe":
-        files = {"records": f"{spec.name}.records", "summary": f"{spec.name}.summary"}
-        priority = PROBE_REALTIME_PRIORITY if spec.rate_pps <= PROBE_REALTIME_MAX_PPS else 0
-        return StreamPlan(spec.name, spec.kind, spec.source, spec.target, port, spec.ipv6, spec.size,
-                          spec.start_ns, stop_ns, rate_pps=spec.rate_pps, files=files, realtime_priority=priority)
-    return StreamPlan(spec.name, spec.kind, spec.source, spec.target, port, spec.ipv6, spec.size,
-                      spec.start_ns, stop_ns, rate_bps=spec.rate_bps, files={"iperf": f"{spec.name}.iperf.json"})
+    kind = tools(spec.kind)
+    return StreamPlan(spec.name, spec.kind, spec.source, spec.target, kind.base_port + index, spec.ipv6, spec.size,
+                      spec.start_ns, stop_ns, rate_pps=spec.rate_pps, rate_bps=spec.rate_bps,
+                      files=kind.files(spec.name), realtime_priority=kind.realtime_priority(spec.rate_pps))
 
 
 def probe_taps(scenario: Scenario, streams: tuple[StreamPlan, ...]) -> tuple[ProbeTap, ...]:
@@ -204,7 +170,7 @@ def probe_taps(scenario: Scenario, streams: tuple[StreamPlan, ...]) -> tuple[Pro
     per_direction: dict[tuple[str, str], int] = {}
     taps: list[ProbeTap] = []
     for s in streams:
-        if s.kind != "probe":
+        if not tools(s.kind).engine_stamps:
             continue
         capacity = int(s.rate_pps * (s.stop_ns - s.start_ns) / 1e9 * 2) + 1024   # + room for a late start
         first = [(link.name, "a_to_b" if link.a.node == s.source else "b_to_a") for link in topology.links_of(s.source)]
@@ -241,9 +207,9 @@ def compile_run(scenario: Scenario) -> RunPlan:
     """The RunPlan of `scenario` (pure)."""
     duration = scenario.duration_ns
     streams = tuple(_stream(spec, i, duration) for i, spec in enumerate(scenario.traffic))
-    actions = [Action(-LEAD_NS if s.kind == "probe" else s.start_ns, "sender", s.name) for s in streams]
-    probes = [s for s in streams if s.kind == "probe"]
-    trace_stream = probes[0].name if probes else None
+    actions = [Action(-LEAD_NS if tools(s.kind).starts_ahead else s.start_ns, "sender", s.name) for s in streams]
+    instruments = [s for s in streams if stream_kind(s.kind).instrument]
+    trace_stream = instruments[0].name if instruments else None
     dynamic = scenario.topology.dynamic_routing
     if dynamic and trace_stream is not None and scenario.timeline:
         points = [(f"before:{label}", event.at_ns - TRACE_BEFORE_NS) for label, event in scenario.measured_steps()]

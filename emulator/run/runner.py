@@ -23,8 +23,8 @@ from emulator.measure.host import HostLoad, HostSampler
 from emulator.network.processes import stop_children
 from emulator.routing.events import RouteWatcher
 from emulator.routing.trace import address_owners, trace_argv
-from emulator.run.plan import RunPlan, StreamPlan
-from emulator.traffic import iperf, probe
+from emulator.run.plan import RunPlan
+from emulator.traffic.kinds import Launch, StreamPlan, StreamRecord, tools
 
 if TYPE_CHECKING:
     from emulator.testbed import Testbed
@@ -37,18 +37,6 @@ FIDELITY_BIN_NS = 100_000_000
 #: real-time thread here is ~51 µs and its max 0.5-4.8 ms (cyclictest, DESIGN.md); 1 ms
 #: is one probe interval at 1 kHz, the finest a probe stream can see
 STALL_THRESHOLD_NS = 1_000_000
-
-
-@dataclass
-class StreamRecord:
-    """What one stream left: a probe stream's records and its sender's summary, or iperf3's JSON."""
-
-    records: Any = None            # probe.ProbeRecords
-    summary: dict[str, Any] | None = None
-    iperf_json: str | None = None
-    #: the engine's stamps of a tapped probe stream, one entry per plan tap of the stream
-    tap_stamps: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None       # why there is no result
 
 
 @dataclass
@@ -114,31 +102,26 @@ class Runner:
 
     # -- processes -----------------------------------------------------------
 
-    def _start(self, node: str, argv: list[str], role: str, out: str | None = None) -> subprocess.Popen:
-        if out is None:
-            proc = self.testbed.popen(node, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def _start(self, launch: Launch) -> subprocess.Popen:
+        if launch.stdout_file is None:
+            proc = self.testbed.popen(launch.node, launch.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         else:
-            with open(out, "wb") as stdout:
-                proc = self.testbed.popen(node, argv, stdout=stdout, stderr=subprocess.PIPE)
-        self.network.record_process(proc.pid, role)
+            with open(self.path(launch.stdout_file), "wb") as stdout:
+                proc = self.testbed.popen(launch.node, launch.argv, stdout=stdout, stderr=subprocess.PIPE)
+        self.network.record_process(proc.pid, launch.role)
         return proc
 
     def _start_receivers(self) -> None:
         for r in self.running.values():
-            s = r.plan
-            if s.kind == "probe":
-                r.receiver = self._start(s.target, probe.receiver_argv(s.port, self.path(s.files["records"]), s.ipv6),
-                                         f"probe receiver {s.name}")
-            else:
-                r.receiver = self._start(s.target, iperf.server_argv(s.port), f"iperf3 server {s.name}")
+            r.receiver = self._start(tools(r.plan.kind).receiver(r.plan, self.path))
 
     def _wait_receivers_bound(self, timeout_s: float = 10.0) -> None:
-        """Wait until every probe receiver's socket is bound (seen in its own
+        """Wait until every UDP receiver's socket is bound (a probe receiver's; seen in its own
         namespace's /proc/PID/net/udp): a receiver still starting on a busy CPU
         would lose the first probes, a loss the network never made."""
         deadline = time.monotonic() + timeout_s
         for r in self.running.values():
-            if r.plan.kind != "probe" or r.receiver is None:
+            if not tools(r.plan.kind).binds_udp or r.receiver is None:
                 continue
             table = f"/proc/{r.receiver.pid}/net/{'udp6' if r.plan.ipv6 else 'udp'}"
             while not udp_port_bound(table, r.plan.port):
@@ -149,20 +132,12 @@ class Runner:
 
     def _start_sender(self, name: str) -> None:
         r = self.running[name]
-        s = r.plan
-        if s.kind == "probe":
-            argv = probe.sender_argv(s.target, s.port, s.rate_pps, s.size, self.t0_ns + s.start_ns,
-                                     self.t0_ns + s.stop_ns, self.path(s.files["summary"]), s.ipv6,
-                                     s.realtime_priority)
-            r.sender = self._start(s.source, argv, f"probe sender {s.name}")
-        else:
-            argv = iperf.client_argv(s.target, s.port, s.kind, s.seconds, int(s.rate_bps), s.ipv6, s.size)
-            r.sender = self._start(s.source, argv, f"iperf3 client {s.name}", out=self.path(s.files["iperf"]))
+        r.sender = self._start(tools(r.plan.kind).sender(r.plan, self.t0_ns, self.path))
 
     def _start_trace(self, key: str, at_ns: int) -> None:
         s = self.plan.stream(self.plan.trace_stream or "")
-        self.traces[key] = self._start(s.source, trace_argv(s.target, at_ns=at_ns), f"trace {key}",
-                                       out=self.path(f"trace-{key}.json"))
+        self.traces[key] = self._start(Launch(s.source, trace_argv(s.target, at_ns=at_ns), f"trace {key}",
+                                              stdout_file=f"trace-{key}.json"))
 
     # -- the timeline ----------------------------------------------------------
 
@@ -237,8 +212,8 @@ class Runner:
         """Stop every process this run started (by PID) and load what they recorded."""
         deadline = time.monotonic() + GRACE_S + 30
         for r in self.running.values():
-            if r.sender is not None and r.plan.kind != "probe":
-                _wait(r.sender, max(1.0, deadline - time.monotonic()), f"iperf3 client {r.plan.name}", self.errors)
+            if r.sender is not None and tools(r.plan.kind).sender_ends:
+                _wait(r.sender, max(1.0, deadline - time.monotonic()), f"{r.plan.name} sender", self.errors)
         time.sleep(GRACE_S)
         self._stop_capture()
         for r in self.running.values():
@@ -273,17 +248,13 @@ class Runner:
 
     def _load(self, s: StreamPlan) -> StreamRecord:
         try:
-            if s.kind == "probe":
-                record = StreamRecord(records=probe.load_records(self.path(s.files["records"])),
-                                      summary=probe.load_summary(self.path(s.files["summary"])))
-                taps = [t for t in self.plan.taps if t.stream == s.name]
-                if taps:
-                    stamps = self.engine.probe_taps([{"link": t.link, "direction": t.direction,
-                                                              "role": t.role, "port": t.port} for t in taps])
-                    record.tap_stamps = [{"role": t.role, **got} for t, got in zip(taps, stamps)]
-                return record
-            with open(self.path(s.files["iperf"])) as fh:
-                return StreamRecord(iperf_json=fh.read())
+            record = tools(s.kind).load(s, self.path)
+            taps = [t for t in self.plan.taps if t.stream == s.name]
+            if taps:
+                stamps = self.engine.probe_taps([{"link": t.link, "direction": t.direction,
+                                                  "role": t.role, "port": t.port} for t in taps])
+                record.tap_stamps = [{"role": t.role, **got} for t, got in zip(taps, stamps)]
+            return record
         except (OSError, ValueError, KeyError, TestbedError) as exc:
             return StreamRecord(error=str(exc))
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from emulator.model.direction import WORDS
 from emulator.model.linkparams import LinkParams
-from emulator.model.metrics import kinds as metric_kinds, names as metric_names
+from emulator.model.metrics import STREAM_KINDS, kinds as metric_kinds, names as metric_names
 from emulator.scenario.topology import Topology
 
-TRAFFIC_KINDS = ("probe", "tcp", "udp")
+TRAFFIC_KINDS = tuple(kind.name for kind in STREAM_KINDS)
 EVENT_KINDS = ("cut", "restore", "set", "flap", "fail", "repair")
 #: Events that take part of a link's lit capacity away or give it back
 #: (emulator.model.capacity): the engine plays each as a `set` of the reduced rate

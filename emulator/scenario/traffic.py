@@ -21,6 +21,7 @@ import yaml
 from emulator.errors import InputError
 from emulator.model.capacity import scaled_rate_bps
 from emulator.model.limits import MAX_PROBE_PACKETS, MAX_QUANTITY_CHARS, MAX_RATE_BPS
+from emulator.model.metrics import STREAM_KINDS, StreamKind, stream_kind
 from emulator.model.units import format_rate, format_time, parse_rate
 from emulator.scenario.assertions import ASSERTION_PREFIXES
 from emulator.scenario.builder import Builder, existing_node, scenario_end
@@ -30,25 +31,13 @@ from emulator.scenario.paths import path_hops, shortest_path
 from emulator.scenario.scenario import TRAFFIC_KINDS, TrafficSpec
 from emulator.scenario.topology import Topology
 
-#: Probe streams: packets per second, and payload bytes (sequence 8 B + send time 8 B).
+#: Probe streams: packets per second (the kinds' rate keys, defaults and sizes are
+#: the registry's, emulator.model.metrics.STREAM_KINDS).
 PROBE_RATE_RANGE = (1, 20_000)
-PROBE_SIZE_RANGE = (16, 1400)
-UDP_SIZE_RANGE = (1, 1400)
-#: Default payload: probes are small; UDP fills a 1500-byte frame with IPv6 headers.
-DEFAULT_SIZE = {"probe": 64, "udp": 1400, "tcp": 64}
-#: Default rate, in the kind's unit: probe 1000 pps (1 ms resolution for gaps);
-#: udp 1 Mbit/s as iperf3; tcp 0 = unlimited.
-DEFAULT_RATE = {"probe": 1000.0, "udp": 1e6, "tcp": 0.0}
-#: The rate key of each kind: probes count packets, the iperf3 streams bits.
-RATE_FIELD = {"probe": "rate_pps", "udp": "rate_bps", "tcp": "rate_bps"}
-#: How each kind's rate is written, for the fix of a wrong rate key.
-RATE_WORDS = {
-    "probe": "a probe rate is packets per second, e.g. rate_pps: 1000pps",
-    "udp": "a udp rate is a bit rate, e.g. rate_bps: 20Mbit",
-    "tcp": "a tcp rate is a bit-rate cap, e.g. rate_bps: 100mbit",
-}
 
-TRAFFIC_FIELDS: tuple[str, ...] = ("kind", "from", "to", "rate_pps", "rate_bps", "size", "start", "stop", "ipv6")
+#: every kind's rate key is a field; a stream takes its own kind's only
+RATE_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(kind.rate_field for kind in STREAM_KINDS))
+TRAFFIC_FIELDS: tuple[str, ...] = ("kind", "from", "to", *RATE_FIELDS, "size", "start", "stop", "ipv6")
 #: Keys renamed since (`rate` is now `rate_pps` or `rate_bps`): refused naming the new key.
 RENAMED_FIELDS: tuple[str, ...] = ("rate",)
 
@@ -69,17 +58,17 @@ def _probe_rate(doc: Document, node: yaml.Node, path: str) -> float:
     return rate
 
 
-def _bit_rate(doc: Document, node: yaml.Node, path: str, kind: str) -> float:
-    """A udp or tcp stream's `rate_bps`: a bit rate in tc's words (`64kbit`, `20Mbit`), in bit/s."""
+def _bit_rate(doc: Document, node: yaml.Node, path: str, kind: StreamKind) -> float:
+    """A `rate_bps` (udp, tcp): a bit rate in tc's words (`64kbit`, `20Mbit`), in bit/s."""
     value = doc.value(node, path)
     try:
         rate = parse_rate(value, field="rate")
     except InputError as exc:
-        doc.fail(node, path, exc.bare_message, f"{kind} rate is a bit rate, e.g. 64kbit or 100mbit")
-    if kind == "udp" and rate == 0:
-        doc.fail(node, path, "udp rate must be above 0", "e.g. 64kbit or 100mbit")
+        doc.fail(node, path, exc.bare_message, f"{kind.name} rate is a bit rate, e.g. 64kbit or 100mbit")
+    if kind.needs_rate and rate == 0:
+        doc.fail(node, path, f"{kind.name} rate must be above 0", "e.g. 64kbit or 100mbit")
     if rate > MAX_RATE_BPS:
-        doc.fail(node, path, f"{kind} rate {format_rate(rate)} is over {format_rate(MAX_RATE_BPS)}, more than any link here carries",
+        doc.fail(node, path, f"{kind.name} rate {format_rate(rate)} is over {format_rate(MAX_RATE_BPS)}, more than any link here carries",
                  f"give at most {format_rate(MAX_RATE_BPS)}")
     return float(rate)
 
@@ -125,14 +114,15 @@ def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml
     for required in ("kind", "from", "to"):
         if required not in fields:
             doc.fail(node, path, f"traffic needs '{required}'", "give kind, from and to, e.g. {kind: probe, from: europe, to: asia}")
-    kind = doc.text(fields["kind"], join_path(path, "kind"), "probe")
-    if kind not in TRAFFIC_KINDS:
-        doc.fail(fields["kind"], join_path(path, "kind"), f"unknown traffic kind {kind!r}", suggest(kind, TRAFFIC_KINDS, "kinds"))
-    rate_key = RATE_FIELD[kind]
-    for wrong in (*RENAMED_FIELDS, "rate_pps", "rate_bps"):
-        if wrong in fields and wrong != rate_key:  # the old key, or the other kind's
-            what = f"unknown key {wrong!r}" if wrong in RENAMED_FIELDS else f"'{wrong}' does not apply to {kind} traffic"
-            doc.fail(keys[wrong], join_path(path, wrong), what, f"did you mean {rate_key!r}? {RATE_WORDS[kind]}")
+    kind_name = doc.text(fields["kind"], join_path(path, "kind"), "probe")
+    if kind_name not in TRAFFIC_KINDS:
+        doc.fail(fields["kind"], join_path(path, "kind"), f"unknown traffic kind {kind_name!r}", suggest(kind_name, TRAFFIC_KINDS, "kinds"))
+    kind = stream_kind(kind_name)
+    rate_key = kind.rate_field
+    for wrong in (*RENAMED_FIELDS, *RATE_FIELDS):
+        if wrong in fields and wrong != rate_key:  # the old key, or another kind's
+            what = f"unknown key {wrong!r}" if wrong in RENAMED_FIELDS else f"'{wrong}' does not apply to {kind_name} traffic"
+            doc.fail(keys[wrong], join_path(path, wrong), what, f"did you mean {rate_key!r}? {kind.rate_words}")
     source = existing_node(doc, fields["from"], join_path(path, "from"), out)
     target = existing_node(doc, fields["to"], join_path(path, "to"), out)
     if source == target:
@@ -142,16 +132,17 @@ def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml
         doc.fail(fields["to"], join_path(path, "to"), f"no links join {source!r} and {target!r}",
                  "add links between them, or send between nodes that links join")
 
-    rate = DEFAULT_RATE[kind]
+    rate = kind.default_rate
     if rate_key in fields:
         here = join_path(path, rate_key)
-        rate = _probe_rate(doc, fields[rate_key], here) if kind == "probe" else _bit_rate(doc, fields[rate_key], here, kind)
-    size = DEFAULT_SIZE[kind]
+        rate = _probe_rate(doc, fields[rate_key], here) if rate_key == "rate_pps" else _bit_rate(doc, fields[rate_key], here, kind)
+    size = kind.default_size
     if "size" in fields:
         here = join_path(path, "size")
-        if kind == "tcp":
-            doc.fail(fields["size"], here, "size applies to probe and udp traffic only", "remove it; tcp sends full segments")
-        low, high = PROBE_SIZE_RANGE if kind == "probe" else UDP_SIZE_RANGE
+        if kind.size_range is None:
+            takers = " and ".join(k.name for k in STREAM_KINDS if k.size_range is not None)
+            doc.fail(fields["size"], here, f"size applies to {takers} traffic only", kind.size_fix)
+        low, high = kind.size_range
         size = doc.integer(fields["size"], here, low, high, "64")
 
     start = doc.time(fields["start"], join_path(path, "start"), "start") if "start" in fields else 0
@@ -165,7 +156,7 @@ def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml
             doc.fail(fields["stop"], here, f"stop {format_time(stop)} is not after start {format_time(start)}", "stop later than start")
         if stop > out.duration_ns:
             doc.fail(fields["stop"], here, f"stop {format_time(stop)} is after {scenario_end(out)}", f"stop at most at {format_time(out.duration_ns)} or lengthen duration")
-    probes = rate * (stop - start) / 1e9 if kind == "probe" else 0.0
+    probes = rate * (stop - start) / 1e9 if rate_key == "rate_pps" else 0.0   # a packet rate: each recorded
     if probes > MAX_PROBE_PACKETS:
         where = fields.get(rate_key, node)
         doc.fail(where, join_path(path, rate_key) if rate_key in fields else path,
@@ -177,15 +168,16 @@ def _read_traffic_item(doc: Document, name: str, key_node: yaml.Node, node: yaml
         ipv6 = doc.value(fields["ipv6"], join_path(path, "ipv6"))
         if not isinstance(ipv6, bool):
             doc.fail(fields["ipv6"], join_path(path, "ipv6"), f"expected true or false, got {ipv6!r}", "write ipv6: true or ipv6: false")
-    scale = _path_scale(doc, fields["to"], join_path(path, "to"), out, source, target) if kind != "probe" else 1.0
+    # the load is offered at the scale of the links it crosses; the instrument is never scaled
+    scale = 1.0 if kind.instrument else _path_scale(doc, fields["to"], join_path(path, "to"), out, source, target)
     if scale != 1.0 and rate > 0:
         try:
             rate = float(scaled_rate_bps(rate, scale))
         except InputError as exc:
             doc.fail(fields[rate_key], join_path(path, rate_key), exc.bare_message, exc.fix)
     return TrafficSpec(
-        name=name, kind=kind, source=source, target=target, start_ns=start, stop_ns=stop,
-        rate_pps=rate if kind == "probe" else 0.0, rate_bps=0.0 if kind == "probe" else rate, size=size, ipv6=ipv6,
+        name=name, kind=kind_name, source=source, target=target, start_ns=start, stop_ns=stop,
+        rate_pps=rate if rate_key == "rate_pps" else 0.0, rate_bps=rate if rate_key == "rate_bps" else 0.0, size=size, ipv6=ipv6,
         scale=scale,
     )
 

@@ -50,7 +50,7 @@ def test_plan_orders_the_starts_and_labels_the_steps() -> None:
     assert (bulk.rate_bps, bulk.start_ns, bulk.files) == (0, 2 * 10**9, {"iperf": "bulk.iperf.json"})
     # the probe stream is stamped where it enters (a-r from a) and leaves (r-b to b)
     assert {(t.link, t.direction, t.role) for t in plan.taps} == {("a-r", "a_to_b", "first"), ("r-b", "a_to_b", "last")}
-    assert not plan.dynamic_routing and plan.needs_iperf
+    assert not plan.dynamic_routing and plan.programs == ("iperf3",)
     assert "cut r-b both silent  [cut1]" in plan.describe()
 
 
