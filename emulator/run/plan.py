@@ -14,8 +14,9 @@ What a plan holds:
   its repair (`fail`/`repair`) is a `set` of the link's reduced rate, its
   `event` saying which;
 - actions: the timed starts, in the order the runner takes them: senders that
-  start ahead (probes: at once, they wait for their own start), the others
-  (iperf3 clients) at their start,
+  start ahead (probes: before t = 0 is fixed; the runner fixes it once they
+  are ready, and they wait for their own start), the others (iperf3
+  clients) at their start,
   failover traces (launched ahead of their instant, with dynamic routing);
 - captures: the `capture:` files.
 """
@@ -29,9 +30,9 @@ from emulator.model.metrics import stream_kind
 from emulator.scenario.scenario import CAPACITY_KINDS, Event, Scenario, TrafficSpec
 from emulator.traffic.kinds import StreamPlan, tools
 
-#: Lead time between starting the tools and the scenario's t = 0.
-#: Senders that start ahead (StreamTools.starts_ahead: the probes) start at once and wait
-#: for their own start: their start-up takes 0.3-1 s on a busy CPU.
+#: Lead time between fixing the scenario's t = 0 and t = 0: the engine is told the timeline,
+#: taps and captures, and the first failover traces (scapy's import) start up. The senders
+#: that start ahead (StreamTools.starts_ahead: the probes) are ready before t = 0 is fixed.
 LEAD_NS = 1_500_000_000
 #: probe streams the engine can stamp on one link direction (TAP_MAX in cext/direction.pxi)
 PROBE_TAPS_PER_DIRECTION = 16
@@ -142,7 +143,9 @@ class RunPlan:
                 rate = (f"{s.rate_pps:g} pps" if kind.rate_field == "rate_pps"
                         else f"{s.rate_bps:g} bit/s" if s.rate_bps else "unlimited")
                 size = f", {s.size} B" if kind.size_range is not None else ""   # TCP's segments are the stack's
-                lines.append(f"start at {a.at_ns / 1e9:+.3f} s: {s.kind} sender {s.name} in {s.source} -> {s.target}, "
+                when = ("start before t0 (t0 is fixed once it is ready)" if tools(s.kind).starts_ahead
+                        else f"start at {a.at_ns / 1e9:+.3f} s")
+                lines.append(f"{when}: {s.kind} sender {s.name} in {s.source} -> {s.target}, "
                              f"{rate}{size}, sends {s.start_ns / 1e9:g}..{s.stop_ns / 1e9:g} s")
             else:
                 lines.append(f"start at {a.at_ns / 1e9:+.3f} s: trace {a.trace} from {self.stream(a.stream).source}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Time after the end for the last probes and iperf3 reports to arrive.
 GRACE_S = 1.0
+#: How long the senders that start ahead may take to be ready (scapy's import: 0.6 s of
+#: CPU, seen past 2 s on a loaded 2-vCPU machine) before the run goes on without them
+READY_TIMEOUT_S = 30.0
 #: the engine's release-lateness time bins (fidelity: spans line up with the timeline)
 FIDELITY_BIN_NS = 100_000_000
 #: a gap in the engine's loop longer than this is a stall: the p99 wake-up error of a
@@ -103,7 +107,10 @@ class Runner:
     # -- processes -----------------------------------------------------------
 
     def _start(self, launch: Launch) -> subprocess.Popen:
-        if launch.stdout_file is None:
+        if launch.handshake:
+            proc = self.testbed.popen(launch.node, launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        elif launch.stdout_file is None:
             proc = self.testbed.popen(launch.node, launch.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         else:
             with open(self.path(launch.stdout_file), "wb") as stdout:
@@ -132,7 +139,44 @@ class Runner:
 
     def _start_sender(self, name: str) -> None:
         r = self.running[name]
-        r.sender = self._start(tools(r.plan.kind).sender(r.plan, self.t0_ns, self.path))
+        if r.sender is None:   # a sender that starts ahead is already running
+            r.sender = self._start(tools(r.plan.kind).sender(r.plan, self.t0_ns, self.path))
+
+    def _start_senders_ahead(self) -> list[_Running]:
+        """Start the senders that start up before t0 (StreamTools.starts_ahead) and wait,
+        up to READY_TIMEOUT_S, until each has said it is ready: t0 is fixed after that,
+        so a start-up slowed by a loaded CPU delays the run, never its first probes."""
+        ahead = [r for r in self.running.values() if tools(r.plan.kind).starts_ahead]
+        for r in ahead:
+            r.sender = self._start(tools(r.plan.kind).sender(r.plan, None, self.path))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        waiting = {r.sender.stdout.fileno(): r for r in ahead if r.sender is not None and r.sender.stdout is not None}
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for r in waiting.values():
+                    self.errors.append(f"{r.plan.name} sender: not ready after {READY_TIMEOUT_S:g} s")
+                break
+            ready, _, _ = select.select(list(waiting), [], [], min(left, 0.5))
+            for fd in ready:
+                r = waiting.pop(fd)
+                line = os.read(fd, 64)   # `ready`, or b"" when it exited (its error is in _wait)
+                if not line:
+                    self.errors.append(f"{r.plan.name} sender exited before it was ready")
+        for r in ahead:   # it writes nothing more there
+            if r.sender is not None and r.sender.stdout is not None:
+                r.sender.stdout.close()
+        return ahead
+
+    def _tell_t0(self, ahead: list[_Running]) -> None:
+        for r in ahead:
+            if r.sender is None or r.sender.stdin is None:
+                continue
+            try:
+                r.sender.stdin.write(f"{self.t0_ns}\n".encode())
+                r.sender.stdin.close()
+            except BrokenPipeError:
+                pass   # it exited: its exit code and stderr say why (_wait)
 
     def _start_trace(self, key: str, at_ns: int) -> None:
         s = self.plan.stream(self.plan.trace_stream or "")
@@ -176,7 +220,9 @@ class Runner:
         self.host = HostSampler().start()
         self._start_receivers()
         self._wait_receivers_bound()
+        ahead = self._start_senders_ahead()
         self.t0_ns = time.time_ns() + self.plan.lead_ns
+        self._tell_t0(ahead)
         # the engine's lateness time bins start at t0, its stall count now
         self.engine.set_fidelity(self.t0_ns, FIDELITY_BIN_NS, STALL_THRESHOLD_NS)
         self.engine.set_probe_taps([{"link": t.link, "direction": t.direction, "role": t.role,

@@ -70,6 +70,8 @@ class Launch:
     argv: list[str]
     role: str
     stdout_file: str | None = None   # a file name in the work directory; None: discarded
+    #: it says `ready` on stdout once started up and then reads t0 (ns) on stdin (StreamTools.starts_ahead)
+    handshake: bool = False
 
 
 class StreamTools:
@@ -80,8 +82,10 @@ class StreamTools:
     base_port: int = 0
     #: programs it needs on the machine
     programs: tuple[str, ...] = ()
-    #: its sender is started at once and waits for its own start (a long start-up);
-    #: otherwise it is started at the stream's start
+    #: its sender starts up before t0 is fixed (a long start-up): `sender(s, None, path)`
+    #: gives a handshake Launch, which says when it is ready and is then told t0; the
+    #: runner fixes t0 once every such sender is ready. Otherwise the sender is started
+    #: at the stream's start, with t0 known
     starts_ahead: bool = False
     #: its receiver binds a UDP port the runner waits for before t0
     binds_udp: bool = False
@@ -100,7 +104,8 @@ class StreamTools:
     def receiver(self, s: StreamPlan, path: PathOf) -> Launch:
         raise NotImplementedError
 
-    def sender(self, s: StreamPlan, t0_ns: int, path: PathOf) -> Launch:
+    def sender(self, s: StreamPlan, t0_ns: int | None, path: PathOf) -> Launch:
+        """Its sender: with `t0_ns` None (a kind that starts ahead) one that is told t0 later."""
         raise NotImplementedError
 
     def load(self, s: StreamPlan, path: PathOf) -> StreamRecord:
@@ -133,7 +138,8 @@ class ProbeTools(StreamTools):
     """Timestamped UDP probes (emulator.traffic.probe), analysed one by one (emulator.traffic.analysis)."""
 
     base_port = 7000
-    # its start-up (scapy's import) takes 0.3-1 s on a busy CPU: a sender not ready at t0 starts late
+    # its start-up (scapy's import) takes 0.6 s of CPU, 2-3 s on a loaded machine (seen 0.7 s
+    # past a 1.5 s lead): it starts ahead, and t0 waits for it
     starts_ahead = True
     binds_udp = True
     engine_stamps = True
@@ -147,10 +153,11 @@ class ProbeTools(StreamTools):
     def receiver(self, s: StreamPlan, path: PathOf) -> Launch:
         return Launch(s.target, probe.receiver_argv(s.port, path(s.files["records"]), s.ipv6), f"probe receiver {s.name}")
 
-    def sender(self, s: StreamPlan, t0_ns: int, path: PathOf) -> Launch:
-        argv = probe.sender_argv(s.target, s.port, s.rate_pps, s.size, t0_ns + s.start_ns, t0_ns + s.stop_ns,
-                                 path(s.files["summary"]), s.ipv6, s.realtime_priority)
-        return Launch(s.source, argv, f"probe sender {s.name}")
+    def sender(self, s: StreamPlan, t0_ns: int | None, path: PathOf) -> Launch:
+        base = 0 if t0_ns is None else t0_ns
+        argv = probe.sender_argv(s.target, s.port, s.rate_pps, s.size, base + s.start_ns, base + s.stop_ns,
+                                 path(s.files["summary"]), s.ipv6, s.realtime_priority, t0_from_stdin=t0_ns is None)
+        return Launch(s.source, argv, f"probe sender {s.name}", handshake=t0_ns is None)
 
     def load(self, s: StreamPlan, path: PathOf) -> StreamRecord:
         return StreamRecord(records=probe.load_records(path(s.files["records"])),
@@ -199,7 +206,7 @@ class IperfTools(StreamTools):
     def receiver(self, s: StreamPlan, path: PathOf) -> Launch:
         return Launch(s.target, iperf.server_argv(s.port), f"iperf3 server {s.name}")
 
-    def sender(self, s: StreamPlan, t0_ns: int, path: PathOf) -> Launch:
+    def sender(self, s: StreamPlan, t0_ns: int | None, path: PathOf) -> Launch:
         argv = iperf.client_argv(s.target, s.port, self.kind, s.seconds, int(s.rate_bps), s.ipv6, s.size)
         return Launch(s.source, argv, f"iperf3 client {s.name}", stdout_file=s.files["iperf"])
 

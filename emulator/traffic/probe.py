@@ -1,7 +1,9 @@
 """UDP probe streams with one-way delays: `python -m emulator.traffic.probe send|recv ...`.
 
-- `send TARGET PORT RATE_PPS SIZE START_AT_NS STOP_AT_NS SUMMARY_PATH [--ipv6]`
-  runs in the source node. TARGET (a node name) resolves with getaddrinfo
+- `send TARGET PORT RATE_PPS SIZE START_AT_NS STOP_AT_NS SUMMARY_PATH [--ipv6]
+  [--realtime=P] [--t0-from-stdin]` runs in the source node (with
+  `--t0-from-stdin`, START/STOP count from a t0 it reads on stdin once it has
+  said `ready` on stdout: see `sender_argv`). TARGET (a node name) resolves with getaddrinfo
   (the node's /etc/hosts is the testbed's). scapy builds the packet once as
   a template; each probe patches its sequence number (u64) and its
   CLOCK_REALTIME send time in ns (u64, taken right before the send) into the
@@ -118,17 +120,39 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def sender_argv(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, stop_at_ns: int,
-                summary_path: str, ipv6: bool = False, realtime_priority: int = 0) -> list[str]:
+                summary_path: str, ipv6: bool = False, realtime_priority: int = 0, *,
+                t0_from_stdin: bool = False) -> list[str]:
     """The command line of a sender (run it in the source node).
 
     `realtime_priority` > 0: the sender takes SCHED_FIFO at that priority once
     it is ready to send (not before: its start-up, scapy's import, would
-    otherwise hold the CPU the receivers and daemons start on)."""
+    otherwise hold the CPU the receivers and daemons start on).
+
+    `t0_from_stdin`: START/STOP are ns from a t0 the sender is told later. Once
+    ready to send it writes `ready` on stdout and reads t0 (CLOCK_REALTIME ns)
+    from stdin, so the run can fix t0 after its senders' start-up, however
+    long a loaded CPU makes it, rather than guess a lead time."""
     argv = [sys.executable, "-m", "emulator.traffic.probe", "send", target, str(port), f"{rate_pps:g}",
             str(size), str(int(start_at_ns)), str(int(stop_at_ns)), summary_path]
     if realtime_priority > 0:
         argv.append(f"--realtime={realtime_priority}")
+    if t0_from_stdin:
+        argv.append(T0_FROM_STDIN)
     return argv + (["--ipv6"] if ipv6 else [])
+
+
+#: the sender's flag: START/STOP count from a t0 read on stdin after it says `ready`
+T0_FROM_STDIN = "--t0-from-stdin"
+#: what a sender writes on stdout once it is ready to send
+READY_LINE = "ready"
+
+
+def _t0_from_stdin() -> int | None:
+    """Say `ready` on stdout and read t0 (ns) from stdin; None when stdin closes first (the run stopped)."""
+    sys.stdout.write(READY_LINE + "\n")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    return int(line) if line.strip() else None
 
 
 def receiver_argv(port: int, out_path: str, ipv6: bool = False) -> list[str]:
@@ -275,8 +299,8 @@ def _wait_until(deadline_ns: int) -> None:
 
 
 def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, stop_at_ns: int,
-         summary_path: str, ipv6: bool = False, realtime_priority: int = 0) -> dict[str, int]:
-    """Send the paced stream; write and return the summary."""
+         summary_path: str, ipv6: bool = False, realtime_priority: int = 0, t0_from_stdin: bool = False) -> dict[str, int]:
+    """Send the paced stream; write and return the summary (`t0_from_stdin`: see sender_argv)."""
     if rate_pps <= 0:
         raise ValueError("RATE_PPS must be > 0")
     interval = max(1, round(1e9 / rate_pps))
@@ -307,6 +331,11 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
                     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
                 except OSError:
                     pass  # unprivileged: normal priority, the pacing error is in the summary
+            if t0_from_stdin:
+                t0 = _t0_from_stdin()
+                if t0 is None:
+                    raise _Stop()
+                start_at_ns, stop_at_ns = t0 + start_at_ns, t0 + stop_at_ns
             _wait_until(start_at_ns)
             due = start_at_ns
             seq = 0
@@ -400,7 +429,8 @@ def receive(port: int, out_path: str, ipv6: bool = False) -> int:
 # ------------------------------------------------------------------ command line
 
 USAGE = (
-    "usage: python -m emulator.traffic.probe send TARGET PORT RATE_PPS SIZE START_AT_NS STOP_AT_NS SUMMARY_PATH [--ipv6]\n"
+    "usage: python -m emulator.traffic.probe send TARGET PORT RATE_PPS SIZE START_AT_NS STOP_AT_NS SUMMARY_PATH [--ipv6]"
+    " [--realtime=PRIORITY] [--t0-from-stdin]\n"
     "       python -m emulator.traffic.probe recv PORT OUT_PATH [--ipv6]"
 )
 
@@ -408,11 +438,12 @@ USAGE = (
 def main(argv: list[str]) -> int:
     ipv6 = "--ipv6" in argv
     realtime = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--realtime=")]
-    args = [a for a in argv if a != "--ipv6" and not a.startswith("--realtime=")]
+    t0_from_stdin = T0_FROM_STDIN in argv
+    args = [a for a in argv if a not in ("--ipv6", T0_FROM_STDIN) and not a.startswith("--realtime=")]
     try:
         if args and args[0] == "send" and len(args) == 8:
             send(args[1], int(args[2]), float(args[3]), int(args[4]), int(args[5]), int(args[6]), args[7], ipv6,
-                 realtime_priority=realtime[0] if realtime else 0)
+                 realtime_priority=realtime[0] if realtime else 0, t0_from_stdin=t0_from_stdin)
             return 0
         if args and args[0] == "recv" and len(args) == 3:
             receive(int(args[1]), args[2], ipv6)
