@@ -28,7 +28,8 @@ from pyroute2 import IPRoute
 
 from emulator.network import kernel
 from emulator.scenario.default import default_topology
-from emulator.scenario.paths import rtt_ns
+from emulator.engine.counters import lateness_bound_us
+from emulator.scenario.paths import path_hops, rtt_ns, shortest_path
 from emulator.traffic.ping import ping
 from tests.integration.conftest import HostWindow, fail_or_inconclusive, requires_root, two_host_topology, wait_listening
 
@@ -120,42 +121,72 @@ def iperf3_pair(testbed: Any, client: str, server: str, extra: list[str]) -> dic
 
 
 @needs_ping
+def _release_lateness_p50_us(before: dict[str, Any], after: dict[str, Any], hops: list[tuple[str, str]]) -> float:
+    """The engine's own release lateness between two stats snapshots, its p50 summed along
+    `hops` (log2 bin upper edges: at most 2x over). 0 for hops that released nothing."""
+    total = 0.0
+    for name, direction in hops:
+        was, now = before[name][direction]["release_lateness"]["histogram"], after[name][direction]["release_lateness"]["histogram"]
+        diff = {"release_lateness": {"histogram": {label: now[label] - was.get(label, 0) for label in now}}}
+        total += lateness_bound_us(diff, 0.5) or 0.0
+    return total
+
+
 def test_ping_rtt_across_default_topology_matches_configured(make_testbed: Any) -> None:
     topology = default_topology()
     testbed = make_testbed(topology)
     configured_ms = rtt_ns(topology, "europe", "asia") / 1e6  # 2 x 1.912 cable + 4 x 0.05 access ≈ 4.024 ms
     assert 4.0 < configured_ms < 4.05
+    there = path_hops(topology, shortest_path(topology, "europe", "asia"))
+    back = path_hops(topology, shortest_path(topology, "asia", "europe"))
 
     # Warm up ARP on every hop so the first sample is not an outlier (it
     # would not move the median, but keeps the loss count clean).
     ping(testbed, "europe", "asia", count=2, interval_s=0.02)
+    before = testbed.stats()
     with HostWindow() as host:
         result = ping(testbed, "europe", "asia", count=50, interval_s=0.02)
+    late_us = _release_lateness_p50_us(before, testbed.stats(), there + back)
     # Loss: the cable has 0.001 % loss, crossed twice per ping: P(any of 50
     # lost) ≈ 0.1 %; P(two lost) ≈ 5e-7. At most one is allowed.
     assert result.received >= 49, f"{50 - result.received} of 50 pings lost"
     median = result.median_ms()
-    print(f"configured {configured_ms:.3f} ms, median {median:.3f} ms")
-    # Tolerance: the engine never releases early, so RTT >= configured (ping
-    # rounds to 0.01 ms: 0.005 ms allowed below). Above: each of the 6 veth
-    # crossings per direction costs tens of µs and each engine release is
-    # 14-17 µs late at the median (60-70 µs per RTT through a kernel bridge at
-    # this ping rate): a median base of ~0.05-0.1 ms, 0.3 ms allows 3x that.
-    # Beyond that on a loaded host (steal or CPU pressure past the verdict
-    # thresholds) the nodes' stacks, not the links, add the time: inconclusive
-    # (seen under stress-ng: 4.28-4.38 ms with CPU pressure over 25 %).
-    assert configured_ms - 0.005 <= median, f"median RTT {median:.3f} ms is below the configured {configured_ms:.3f}"
-    if median > configured_ms + 0.3:
-        fail_or_inconclusive(host, f"median RTT {median:.3f} ms vs configured {configured_ms:.3f} ms + 0.3: "
-                                   f"{sorted(result.rtts_ms.values())}")
 
+    # The same path with every delay at 0, right after: what the veths, the nodes'
+    # stacks, ping and the engine's forwarding cost without the link model (the
+    # machine's base, 0.3-0.45 ms on this 2-vCPU VM, so no fixed figure serves).
+    for link in topology.links:
+        testbed.set(link.name, "delay 0ms")
+    with HostWindow():
+        base = ping(testbed, "europe", "asia", count=50, interval_s=0.02)
+    base_ms = base.median_ms()
+    print(f"configured {configured_ms:.3f} ms, median {median:.3f} ms, base {base_ms:.3f} ms, "
+          f"release lateness p50 along the path {late_us:.0f} us")
+    # Bounds. The engine never releases early, so RTT >= configured (ping rounds to
+    # 0.01 ms: 0.005 ms allowed below). Above: RTT = configured + base + the releases'
+    # lateness on the timer (zero-delay frames leave on arrival, without it). Allowed:
+    # the engine's own p50 lateness summed along both ways (its histogram's bin edges,
+    # up to 2x over, cover the median of the sum when the hops are late together, as
+    # one loop serves them), plus the base ping's own spread: 0.05 ms (two medians,
+    # each rounded to 0.01 ms and moved by ~0.02 ms between runs of 50 on a quiet host).
+    # Beyond that on a loaded host (steal or CPU pressure past the verdict thresholds)
+    # the nodes' stacks, not the links, add the time: inconclusive.
+    assert configured_ms - 0.005 <= median, f"median RTT {median:.3f} ms is below the configured {configured_ms:.3f}"
+    allowed_ms = configured_ms + base_ms + late_us / 1e3 + 0.05
+    if median > allowed_ms:
+        fail_or_inconclusive(host, f"median RTT {median:.3f} ms vs configured {configured_ms:.3f} ms + base "
+                                   f"{base_ms:.3f} + lateness {late_us:.0f} us + 0.05: {sorted(result.rtts_ms.values())}")
+
+    for link in topology.links:   # back to the model: IPv6 is judged on the same terms
+        testbed.set(link.name, link.a_to_b, "a_to_b")
+        testbed.set(link.name, link.b_to_a, "b_to_a")
     with HostWindow() as host:
         six = ping(testbed, "europe", "asia", count=10, interval_s=0.02, ipv6=True)
     # IPv6 crosses the same links (ND instead of ARP on the first packet):
     # the same loss argument allows one lost, the same window applies.
     assert six.received >= 9, f"IPv6: {10 - six.received} of 10 lost"
     assert configured_ms - 0.005 <= six.median_ms(), sorted(six.rtts_ms.values())
-    if six.median_ms() > configured_ms + 0.3:
+    if six.median_ms() > allowed_ms:
         fail_or_inconclusive(host, f"IPv6 median RTT {six.median_ms():.3f} ms: {sorted(six.rtts_ms.values())}")
     assert_invariant(testbed.stats())
 
@@ -264,6 +295,7 @@ def test_live_link_set_takes_effect_on_next_packet(make_testbed: Any) -> None:
     rise_ms = 2 * (10 - cable_ms)  # both directions: ≈ 16.18 ms
     ping(testbed, "europe", "asia", count=3, interval_s=0.02)
 
+    window = HostWindow().__enter__()
     proc = timed_ping(testbed, "europe", "asia", count=150, interval_s=0.02)
     try:
         time.sleep(1.0)
@@ -278,6 +310,7 @@ def test_live_link_set_takes_effect_on_next_packet(make_testbed: Any) -> None:
         got, out = replies(proc)
     finally:
         stop_process(proc)
+        window.__exit__()
 
     assert [r.seq for r in got] == list(range(1, 151)), f"pings lost: {out[-1500:]}"
     old = [r.rtt_ms for r in got if r.received_s < set_start]
@@ -297,14 +330,22 @@ def test_live_link_set_takes_effect_on_next_packet(make_testbed: Any) -> None:
     assert abs(first.rtt_ms - base - rise_ms) < rise_ms / 2, (
         f"first ping after the change: {first.rtt_ms} ms, expected {base:.3f} + {rise_ms:.3f}"
     )
-    assert abs(statistics.median(r.rtt_ms for r in new) - base - rise_ms) <= 0.3
+    # Past 0.3 ms on a host loaded beyond the verdicts' thresholds (steal, CPU
+    # pressure), the nodes' stacks rather than the link can have moved a median
+    # by milliseconds (seen: 1.2-2.6 ms while pings on the same path swung 4-10 ms):
+    # inconclusive then, a failure on a quiet host.
+    moved = statistics.median(r.rtt_ms for r in new) - base - rise_ms
+    if abs(moved) > 0.3:
+        fail_or_inconclusive(window, f"median RTT after the change is {moved:+.3f} ms from base + rise")
     # Pings that straddled the change (request before, reply after) lie between.
     for r in got:
         if r.sent_s < set_start and r.received_s > set_done:
             assert base - 0.3 <= r.rtt_ms <= base + rise_ms + 0.3, r
     # Set back: the next ping is at the old RTT again (same rule).
     assert abs(restored[0].rtt_ms - base) < rise_ms / 2, (restored[0], base)
-    assert abs(statistics.median(r.rtt_ms for r in restored) - base) <= 0.3
+    moved = statistics.median(r.rtt_ms for r in restored) - base
+    if abs(moved) > 0.3:
+        fail_or_inconclusive(window, f"median RTT after setting back is {moved:+.3f} ms from base")
     assert testbed.engine.params(CABLE, "a_to_b") == original["a_to_b"]
     assert_invariant(testbed.stats())
 
