@@ -3,8 +3,8 @@
 A ring of four routers, ra-rb-rd (2 ms + 2 ms) and ra-rc-rd (10 ms + 10 ms):
 OSPF (v2 for IPv4, v3 for IPv6) must route ra -> rd over rb, move to rc
 when ra-rb is cut (BFD detects it in 300 ms, BIRD's OSPF acts on its next
-1 s scheduler tick) and come back on restore. Then the shipped corridor
-scenario runs green end to end.
+1 s scheduler tick) and come back on restore. (The shipped corridor
+scenario, end to end, is tests/integration/test_scenarios.py's.)
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from emulator.scenario.loader import parse_topology
 from tests.integration.conftest import netns_leftovers, pids_mentioning, requires_root
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def bird_skip_reason() -> str | None:
@@ -142,16 +138,6 @@ def test_daemons_are_stopped_by_teardown(make_testbed: Callable[..., Any]) -> No
     assert [pid for pid in pids if running(pid)] == []
     assert netns_leftovers(prefix) == []
     assert pids_mentioning(os.path.dirname(next(iter(sockets.values())))) == []
-
-
-def test_corridor_scenario_runs_green(run_root: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "--state-root", run_root, "run",
-         "scenarios/europe_asia_corridor.yaml", "--report", str(tmp_path / "report")],
-        capture_output=True, text=True, timeout=240, cwd=ROOT,
-    )
-    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
-    assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"
 
 
 # --- eBGP (no BFD) on the same ring ---------------------------------------------------------
