@@ -73,7 +73,8 @@ def run_probes(testbed: Any, workdir: str, *, rate_pps: float, seconds: float, p
 
 def test_probe_stream_lossless_link(make_testbed: Any, tmp_path: os.PathLike[str]) -> None:
     testbed = make_testbed(two_host_topology("delay: 2ms\nloss: 0%"))
-    summary, records, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7101)
+    with HostWindow() as host:
+        summary, records, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=2, port=7101)
     m = analyze_probes(records, summary["sent"], summary["interval_ns"])
     print(summary, m)
     # 1 kpps for 2 s: 2000 slots; a stall of the shared vCPUs may skip some, and
@@ -81,7 +82,11 @@ def test_probe_stream_lossless_link(make_testbed: Any, tmp_path: os.PathLike[str
     # grid, so sent + skipped counts every slot: 2000, or 2001 when the last
     # slot falls on the stop instant
     assert 2000 <= summary["sent"] + summary["skipped"] <= 2001
-    assert summary["sent"] >= 1800
+    # more than 10 % of the slots skipped is the sender's CPU, not the link: a failure
+    # on a quiet host, inconclusive on a loaded one (seen: 245 skipped, 180 probes
+    # over 1 ms late, in a CI run whose other timing checks were inconclusive too)
+    if summary["sent"] < 1800:
+        fail_or_inconclusive(host, f"the sender skipped {summary['skipped']} of 2000 slots")
     assert m["received"] == m["sent"] == summary["sent"]
     # never early; above 2 ms: the veth and stack crossings plus the engine's
     # release lateness (tens of µs), far under 0.3 ms at the median
