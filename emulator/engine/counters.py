@@ -11,6 +11,21 @@ def invariant_holds(direction: dict[str, Any]) -> bool:
     return direction["rx_packets"] + direction["duplicated"] == direction["tx_packets"] + drops + direction["in_flight"]
 
 
+def lateness_mean_bound_us(direction: dict[str, Any]) -> float | None:
+    """Upper bound (µs) of the mean release lateness, from the log2 histogram:
+    each release counted at its bin's upper edge (the open top bin at the
+    exact maximum). None when nothing was released."""
+    lateness = direction["release_lateness"]
+    histogram = lateness["histogram"]
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    top = lateness["max_ns"] / 1e3
+    weighted = sum(count * (min(float(label[1:-2]), top) if label.startswith("<") else top)
+                   for label, count in histogram.items())
+    return weighted / total
+
+
 def lateness_bound_us(direction: dict[str, Any], quantile: float) -> float | None:
     """Upper bound (µs) below which `quantile` of releases left, from the log2 histogram.
 

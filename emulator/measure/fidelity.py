@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from emulator.engine.counters import lateness_bound_us
+from emulator.engine.counters import lateness_bound_us, lateness_mean_bound_us
 from emulator.measure.host import HostLoad
 
 #: a time bin whose largest release lateness is above this is a "late span"
@@ -67,7 +67,7 @@ class Fidelity:
     policies: list[str] = field(default_factory=list)
     #: release lateness summed along each measured path (a traffic stream's, a routing
     #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
-    #: "lateness_max_us"}; a frame is late at every hop it crosses (path_lateness)
+    #: "lateness_mean_us", "lateness_max_us"}; a frame is late at every hop it crosses (path_lateness)
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
     #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
     late_traces: dict[str, float] = field(default_factory=dict)
@@ -93,7 +93,8 @@ class Fidelity:
 
 def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[str, float | None]:
     """Release lateness along a path of link directions (link name, a_to_b | b_to_a):
-    each hop's p50, p99 and max summed, since a frame can be late at every hop.
+    each hop's p50, p99, mean (upper bound) and max summed, since a frame can
+    be late at every hop.
 
     The sum of per-hop quantiles bounds the path's quantile from above when the
     hops are late together (one busy loop serves them all) and overstates it
@@ -102,8 +103,12 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
     """
     sums: dict[float, float | None] = {0.5: None, 0.99: None}
     late_max = 0.0
+    mean: float | None = None
     for name, direction in hops:
         counters = stats[name][direction]
+        hop_mean = lateness_mean_bound_us(counters)
+        if hop_mean is not None:
+            mean = hop_mean if mean is None else mean + hop_mean
         for quantile, total in sums.items():
             bound = lateness_bound_us(counters, quantile)
             if bound is not None:
@@ -111,7 +116,7 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
                 sums[quantile] = bound if total is None else total + bound
         late_max += counters["release_lateness"]["max_ns"] / 1e3
     return {"hops": float(len(hops)), "lateness_p50_us": sums[0.5], "lateness_p99_us": sums[0.99],
-            "lateness_max_us": late_max}
+            "lateness_mean_us": mean, "lateness_max_us": late_max}
 
 
 def window_lateness_us(engine: dict[str, Any], hops: list[tuple[str, str]], start_ns: int, end_ns: int) -> float | None:

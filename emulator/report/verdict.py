@@ -17,10 +17,12 @@ fidelity) during the run:
     frame can be late at each; one hop's when the path is not known); for
     an RFC 3550 jitter (a running mean of |D| with gain 1/16) twice the
     largest lateness at the stream's end, whose packets its last value
-    weighs (the p99 when that is not known). Lateness
+    weighs (the p99 when that is not known); for the mean jitter over the
+    stream (mean |D|) twice the mean lateness along the path. Lateness
     only ever adds delay, so only the upper bound can be crossed by it: a
     delay below its lower bound is a plain fail, and a pass is only in
-    doubt when it lies within the error of the upper bound;
+    doubt when it lies within the error of the upper bound; a jitter can
+    be moved either way (held frames leave bunched), so both bounds count;
   - for a span read from the probes (a gap, an outage, a loss- or
     rate-derived convergence time): the longest engine stall plus the
     probe sender's worst pacing error (its packets were late either way);
@@ -114,6 +116,11 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
                            "lateness_p99_us": fidelity.lateness_p99_us, "lateness_max_us": fidelity.lateness_max_us}
         if name.endswith("max_ms"):
             return (figures["lateness_max_us"] or 0.0) / 1000, f"release lateness max{where}"
+        if "jitter_mean" in name and path and path.get("lateness_mean_us") is not None:
+            # the mean of |D| over the stream: lateness L >= 0 moves each D by
+            # L_i - L_(i-1), at most the larger of the two, so the mean by at most
+            # twice the mean lateness along the path
+            return 2 * float(path["lateness_mean_us"] or 0.0) / 1000, f"twice the mean release lateness{where}"
         if "jitter" in name and path and path.get("lateness_end_max_us") is not None:
             # RFC 3550 jitter is a running mean of |D| with gain 1/16: its last value
             # weighs the last 71 packets 99 %, each |D| moved by at most the lateness
@@ -164,9 +171,14 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
                 # the link model alone gives every packet more delay than the bound
                 # allows: no machine, however busy, made this value fail
                 return plain, ""
-            # lateness only adds delay: only the upper bound can have been crossed by it
-            below = result.low is not None and float(value) < result.low
-            room = math.inf if below else margin(float(value), None, result.high)
+            if "jitter" in name:
+                # a late packet can shrink a |D| as well as grow it (held frames
+                # leave bunched): a jitter can be moved across either bound
+                room = margin(float(value), result.low, result.high)
+            else:
+                # lateness only adds delay: only the upper bound can have been crossed by it
+                below = result.low is not None and float(value) < result.low
+                room = math.inf if below else margin(float(value), None, result.high)
         else:
             room = margin(float(value), result.low, result.high)
         unit = result.metric.rsplit("_", 1)[-1]

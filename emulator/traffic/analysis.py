@@ -20,6 +20,10 @@ Definitions (times are CLOCK_REALTIME ns, as stamped by sender and receiver):
   mean of the middle two for even n.
 - `jitter_ms`: RFC 3550 interarrival jitter over first copies in arrival order:
   D = (R_i - R_{i-1}) - (S_i - S_{i-1}), J += (|D| - J) / 16, J starts at 0.
+  Its last value weighs the stream's last ~70 packets (a point estimate).
+- `jitter_mean_ms`: the mean of |D| over the whole stream, the quantity J
+  estimates (RFC 3550 6.4.1), but over every pair instead of the last ~70, so
+  its sampling error is ~1/25 of J's over 40,000 probes.
 - `reordered`: RFC 4737 reordered packets: first copies whose sequence number is
   lower than the highest one received before them.
 - `loss_burst_mean`: mean length, in probes, of the runs of consecutive lost
@@ -140,24 +144,38 @@ def nearest_rank(sorted_values: Sequence[Any], fraction: float) -> Any:
     return sorted_values[rank - 1]
 
 
+def mean_abs_ipdv_ms(pairs: Sequence[tuple[int, int]]) -> float | None:
+    """The mean of |D| = |(R_i - R_{i-1}) - (S_i - S_{i-1})| over consecutive
+    (send ns, receive ns) pairs in arrival order, ms; None under two packets."""
+    if len(pairs) < 2:
+        return None
+    total = sum(abs((r1 - r0) - (s1 - s0)) for (s0, r0), (s1, r1) in zip(pairs, pairs[1:]))
+    return total / (len(pairs) - 1) / 1e6
+
+
 def network_owd(first: dict[str, list[int]], last: dict[str, list[int]]) -> dict[str, float | None]:
     """The emulated network's own one-way delay of each probe, from the engine's
     stamps: its arrival at the source host's link (`first`: seq and t_ns lists)
     to its release onto the target host's link (`last`), so without the hosts'
     stacks. `net_owd_min/median/p99/max_ms` over the probes stamped at both
-    ends (the first copy of each at either end); None without any."""
+    ends (the first copy of each at either end), and `net_jitter_mean_ms`, the
+    mean |D| of those probes in release order (as `jitter_mean_ms`, without
+    the hosts' stacks); None without any."""
     arrived: dict[int, int] = {}
     for seq, t in zip(first["seq"], first["t_ns"]):
         arrived.setdefault(seq, t)
     released: dict[int, int] = {}
     for seq, t in zip(last["seq"], last["t_ns"]):
         released.setdefault(seq, t)
-    delays = sorted(released[seq] - arrived[seq] for seq in released if seq in arrived)
+    both = sorted((released[seq], arrived[seq]) for seq in released if seq in arrived)
+    delays = sorted(out - into for out, into in both)
     names = ("net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms")
     if not delays:
-        return dict.fromkeys(names)
+        return dict.fromkeys(names + ("net_jitter_mean_ms",))
     values = (delays[0], statistics.median(delays), nearest_rank(delays, 0.99), delays[-1])
-    return {name: value / 1e6 for name, value in zip(names, values)}
+    result: dict[str, float | None] = {name: value / 1e6 for name, value in zip(names, values)}
+    result["net_jitter_mean_ms"] = mean_abs_ipdv_ms([(into, out) for out, into in both])
+    return result
 
 
 def analyze_probes(records: Any, sent: int, interval_ns: int, *,
@@ -207,6 +225,8 @@ def analyze_probes(records: Any, sent: int, interval_ns: int, *,
         d = (r1 - r0) - (s1 - s0)
         jitter += (abs(d) - jitter) / 16
     result["jitter_ms"] = jitter / 1e6
+    if "jitter_mean_ms" in result:
+        result["jitter_mean_ms"] = mean_abs_ipdv_ms([(s, r) for _, s, r in first])
 
     reordered, highest = 0, -1
     for seq, _, _ in first:

@@ -63,6 +63,7 @@ def test_example_every_metric() -> None:
         j += (abs(b - a) - j) / 16
     assert j == Fraction(1779377, 10485760)
     assert m["jitter_ms"] == pytest.approx(float(j), abs=1e-12)  # 0.16969...
+    assert m["jitter_mean_ms"] == pytest.approx(3.0 / 5)         # (0.1 + 0.1 + 1.4 + 1.2 + 0.2) / 5
     # 4 (sent 4 ms) then 7 (sent 7 ms): 3 ms apart, minus one interval
     assert m["longest_gap_ms"] == pytest.approx(2.0)
     if "loss_burst_mean" in m:
@@ -109,6 +110,7 @@ def test_nothing_received_or_sent() -> None:
     assert m["loss_pct"] == 100.0 and m["loss_outside_events_pct"] == 100.0
     assert m["received"] == 0 and m["duplicates"] == 0
     assert m["owd_median_ms"] is None and m["jitter_ms"] is None and m["longest_gap_ms"] is None
+    assert m["jitter_mean_ms"] is None
     empty = analyze_probes(ProbeRecords(), 0, MS)
     assert empty["loss_pct"] is None and empty["sent"] == 0
 
@@ -219,6 +221,18 @@ def test_network_owd_from_engine_stamps() -> None:
     first = {"seq": [0, 1, 2, 3, 1], "t_ns": [1_000, 2_000, 3_000, 4_000, 9_999]}   # 1 seen twice: first copy
     last = {"seq": [0, 1, 3, 3], "t_ns": [2_001_000, 2_002_000, 2_104_000, 2_200_000]}  # 2 never released
     got = network_owd(first, last)
-    # delays of 0, 1, 3: 2.000, 2.000, 2.100 ms
-    assert got == {"net_owd_min_ms": 2.0, "net_owd_median_ms": 2.0, "net_owd_p99_ms": 2.1, "net_owd_max_ms": 2.1}
+    # delays of 0, 1, 3: 2.000, 2.000, 2.100 ms; |D| in release order: 0 (0->1), 0.1 ms (1->3)
+    assert got == {"net_owd_min_ms": 2.0, "net_owd_median_ms": 2.0, "net_owd_p99_ms": 2.1, "net_owd_max_ms": 2.1,
+                   "net_jitter_mean_ms": 0.05}
     assert network_owd({"seq": [], "t_ns": []}, last) == dict.fromkeys(got)
+
+
+def test_mean_jitter_is_the_mean_absolute_delay_variation_over_every_pair() -> None:
+    from emulator.traffic.analysis import mean_abs_ipdv_ms
+
+    # sent every 1 ms; delays 2.0, 2.3, 2.1, 2.1 ms: |D| = 0.3, 0.2, 0 -> mean 0.1667 ms
+    pairs = [(k * 1_000_000, k * 1_000_000 + d) for k, d in enumerate((2_000_000, 2_300_000, 2_100_000, 2_100_000))]
+    assert abs(mean_abs_ipdv_ms(pairs) - 0.5 / 3) < 1e-12
+    assert mean_abs_ipdv_ms(pairs[:1]) is None
+    # a constant delay, however large, has no variation
+    assert mean_abs_ipdv_ms([(k, k + 5_000_000) for k in range(10)]) == 0.0

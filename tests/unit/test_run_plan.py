@@ -107,7 +107,7 @@ def test_collect_gives_the_registered_metrics_from_a_recording() -> None:
     # every figure is a registered one, and every registered figure of a stream is there
     assert [name for name in m if registry.lookup(name, kinds) is None] == []
     assert {n.split(".", 1)[1] for n in m if n.startswith("probe.")} >= set(TRAFFIC_METRICS["probe"]) - {
-        "net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms"}   # untapped here
+        "net_owd_min_ms", "net_owd_median_ms", "net_owd_p99_ms", "net_owd_max_ms", "net_jitter_mean_ms"}  # untapped
     assert {n.split(".")[-1] for n in m if n.startswith("link.r-b.a_to_b.")} == set(LINK_METRICS)
     assert m["probe.owd_median_ms"] == 3.0
     assert m["probe.received"] == 800 and m["probe.loss_pct"] == 20.0

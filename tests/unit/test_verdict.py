@@ -238,12 +238,17 @@ def test_lateness_adds_up_along_a_path() -> None:
     stats = {"x": {"a_to_b": _lateness("<8us", "<64us", 500_000), "b_to_a": _lateness("<2us", "<2us", 1_000)},
              "y": {"a_to_b": _lateness("<16us", ">=16384us", 30_000_000), "b_to_a": _lateness("<1us", "<1us", 0)}}
     # 900 of 1000 below 8 µs: p50 bound 8; the top 10 % in <64us: p99 bound 64
+    # the mean at the bins' upper edges: (900 x 8 + 100 x 64) / 1000
     assert path_lateness(stats, [("x", "a_to_b")]) == {"hops": 1.0, "lateness_p50_us": 8.0, "lateness_p99_us": 64.0,
-                                                        "lateness_max_us": 500.0}
+                                                        "lateness_mean_us": 13.6, "lateness_max_us": 500.0}
     # two hops: 8 + 16 µs typical, 64 + 16384 (the open top bin at its lower edge) in the tail
     two = path_lateness(stats, [("x", "a_to_b"), ("y", "a_to_b")])
     assert (two["lateness_p50_us"], two["lateness_p99_us"], two["lateness_max_us"]) == (24.0, 16448.0, 30500.0)
     assert path_lateness(stats, [])["lateness_p50_us"] is None
+    # an edge above the direction's exact maximum counts at the maximum (1 µs, not 2);
+    # the open top bin at the maximum too: 30 ms x 10 % + 16 x 90 %
+    assert path_lateness(stats, [("x", "b_to_a")])["lateness_mean_us"] == 1.0
+    assert path_lateness(stats, [("y", "a_to_b")])["lateness_mean_us"] == 0.9 * 16 + 0.1 * 30_000
     # summarize keeps each named path
     f = summarize({"shards": []}, stats, HostLoad(0.0, None), 0, {}, None, {"probe": [("x", "a_to_b"), ("x", "b_to_a")]})
     assert f.paths["probe"]["lateness_p50_us"] == 10.0 and f.paths["probe"]["hops"] == 2.0
@@ -321,6 +326,22 @@ def test_a_jitter_is_judged_on_the_lateness_at_its_streams_end() -> None:
     path["lateness_end_max_us"] = 60.0
     verdict, reason = judge(result("probe.jitter_ms", 0.226, 0.12, 0.33), fidelity)     # 160 µs >= 104
     assert verdict == "inconclusive" and "stream's end" in reason
+
+
+def test_a_mean_jitter_is_judged_on_twice_the_mean_lateness_of_its_path() -> None:
+    # mean |D| over the stream: lateness moves each D by at most the larger of two
+    # packets' lateness, so the mean by at most twice the mean lateness (here 3 hops, 9 µs)
+    path = {"hops": 3.0, "lateness_p50_us": 3.0, "lateness_p99_us": 96.0, "lateness_mean_us": 9.0,
+            "lateness_max_us": 10_000.0, "lateness_end_max_us": 3_000.0}
+    fidelity = Fidelity(paths={"probe": path})
+    assert judge(result("probe.jitter_mean_ms", 0.225, 0.205, 0.245), fidelity) == ("pass", "")  # 18 µs < 20
+    assert judge(result("probe.net_jitter_mean_ms", 0.225, 0.205, 0.245), fidelity) == ("pass", "")
+    verdict, reason = judge(result("probe.jitter_mean_ms", 0.230, 0.205, 0.245), fidelity)       # 18 µs >= 15
+    assert verdict == "inconclusive" and "twice the mean release lateness over 3 hops" in reason
+    # held frames leave bunched, so a jitter can be pushed below its lower bound too
+    assert judge(result("probe.jitter_mean_ms", 0.215, 0.205, 0.245), fidelity)[0] == "inconclusive"   # 10 µs
+    # the last value of J is still judged on the stream's end
+    assert judge(result("probe.jitter_ms", 0.226, 0.12, 0.33), fidelity)[0] == "inconclusive"
 
 
 def test_a_delay_bound_below_the_models_floor_fails_on_any_machine() -> None:
