@@ -91,7 +91,10 @@ def test_probe_stream_lossless_link(make_testbed: Any, tmp_path: os.PathLike[str
     # never early; above 2 ms: the veth and stack crossings plus the engine's
     # release lateness (tens of µs), far under 0.3 ms at the median
     assert m["owd_min_ms"] is not None and m["owd_min_ms"] >= 2.0
-    assert m["owd_median_ms"] is not None and 2.0 <= m["owd_median_ms"] <= 2.3
+    assert m["owd_median_ms"] is not None and 2.0 <= m["owd_median_ms"]
+    # above 0.3 ms more at the median, a loaded host's stacks (not the link) can be the cause
+    if m["owd_median_ms"] > 2.3:
+        fail_or_inconclusive(host, f"OWD median {m['owd_median_ms']:.3f} ms > 2.3 ms")
     assert m["reordered"] == 0 and m["duplicates"] == 0 and m["longest_gap_ms"] == 0
     series = probe_series(records, summary["first_ns"], sent_times=estimate_send_times(
         records, summary["sent"], summary["interval_ns"], summary["first_ns"]))
@@ -99,11 +102,16 @@ def test_probe_stream_lossless_link(make_testbed: Any, tmp_path: os.PathLike[str
     assert all(pct == 0 for _, pct in series["loss_pct"]) and len(series["loss_pct"]) in (20, 21)
 
     # the same over IPv6 (kernel-computed UDP checksum: a wrong one would be dropped by the receiver)
-    summary6, records6, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=0.5, port=7102, ipv6=True)
+    with HostWindow() as host6:
+        summary6, records6, _ = run_probes(testbed, str(tmp_path), rate_pps=1000, seconds=0.5, port=7102, ipv6=True)
     m6 = analyze_probes(records6, summary6["sent"], summary6["interval_ns"])
     print(summary6, m6)
-    assert summary6["sent"] >= 450 and m6["received"] == summary6["sent"]
-    assert m6["owd_median_ms"] is not None and 2.0 <= m6["owd_median_ms"] <= 2.3
+    if summary6["sent"] < 450:
+        fail_or_inconclusive(host6, f"the IPv6 sender skipped {summary6['skipped']} of 500 slots")
+    assert m6["received"] == summary6["sent"]
+    assert m6["owd_median_ms"] is not None and 2.0 <= m6["owd_median_ms"]
+    if m6["owd_median_ms"] > 2.3:
+        fail_or_inconclusive(host6, f"IPv6 OWD median {m6['owd_median_ms']:.3f} ms > 2.3 ms")
 
 
 def test_probe_loss_matches_configured_rate(make_testbed: Any, tmp_path: os.PathLike[str]) -> None:
