@@ -407,19 +407,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        sandbox = _rootless_sandbox(args)
+    except CaspianError as exc:
+        say(f"caspian: {exc}")
+        return EXIT_BAD_INPUT
     root = getattr(args, "state_root", DEFAULT_ROOT)
     before = _run_prefixes(root)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except BrokenPipeError:
         # stdout went away (`caspian stats | head -1`): nothing more to say there,
         # and a testbed `caspian up` started stays up as asked
         _silence_stdout()
-        return EXIT_FAILED
+        code = EXIT_FAILED
     except (KeyboardInterrupt, SystemExit, Exception) as exc:
         code = _answer(exc, args, argv, root, before)
-    _tear_down_own_runs(root, before)
+        _tear_down_own_runs(root, before)
+    if sandbox is not None:
+        from emulator.network.sandbox import release_if_idle
+
+        problem = release_if_idle(sandbox)
+        if problem:
+            say(f"caspian: {problem}")
     return code
+
+
+#: the commands that build or reach a testbed: rootless, they run in the user's sandbox
+def _namespace_commands() -> tuple[Any, ...]:
+    return (cmd_run, cmd_up, cmd_down, cmd_exec, cmd_link, cmd_capture, cmd_stats, cmd_bench)
+
+
+def _rootless_sandbox(args: argparse.Namespace) -> Any:
+    """Without root, join the user's sandbox (emulator.network.sandbox) before a
+    command that needs namespaces, and record its runs in the user's runtime
+    directory; the Sandbox, or None as root or for a command that needs none."""
+    from emulator.network import sandbox
+
+    if not sandbox.needed() or getattr(args, "func", None) not in _namespace_commands():
+        return None
+    if args.func is cmd_up and args.plan is not None:
+        return None
+    joined = sandbox.enter()
+    if args.state_root == DEFAULT_ROOT:
+        args.state_root = joined.runs_root
+    return joined
 
 
 def _answer(exc: BaseException, args: argparse.Namespace, argv: Sequence[str], root: str,

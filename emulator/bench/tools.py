@@ -23,6 +23,7 @@ import time
 
 from emulator import _engine
 from emulator.engine.sockets import ETH_P_ALL, SO_TIMESTAMPNS
+from emulator.network.kernel import socket_buffers
 
 BLAST_ETHERTYPE = 0x88B5
 PROBE_ETHERTYPE = 0x88B6
@@ -32,8 +33,7 @@ _PROBE = struct.Struct("!QQ")  # sequence number, send time (ns, CLOCK_REALTIME)
 
 def _socket(ifname: str, *, timestamps: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.setsockopt(socket.SOL_SOCKET, 33, 32 * 1024 * 1024)  # SO_RCVBUFFORCE
-    sock.setsockopt(socket.SOL_SOCKET, 32, 32 * 1024 * 1024)  # SO_SNDBUFFORCE
+    socket_buffers(sock, 32 * 1024 * 1024)
     sock.setsockopt(263, 20, 1)  # PACKET_QDISC_BYPASS: a sender as fast as the socket allows
     if timestamps:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import socket
 import struct
 
+from emulator.network.kernel import socket_buffers
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
-SO_SNDBUFFORCE = 32
-SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35
 
 #: Socket buffers sized for rate x delay with headroom: 1 Gbit/s x 4 ms ≈ 0.5 MB,
@@ -32,7 +32,8 @@ def open_link_end(ifname: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> s
     - SO_TIMESTAMPNS: each frame carries its kernel arrival time, so delay is
       measured from arrival, not from when the loop got round to it.
     - SO_RCVBUFFORCE/SO_SNDBUFFORCE: large buffers so bursts are not dropped
-      before the engine sees them (what is dropped shows in PACKET_STATISTICS).
+      before the engine sees them (what is dropped shows in PACKET_STATISTICS);
+      in a rootless sandbox what net.core.rmem_max/wmem_max give (kernel.socket_buffers).
     """
     # Protocol 0 at creation, ETH_P_ALL at bind: a socket created with a
     # protocol is hooked into the stack at once, and bind() then unhooks it
@@ -40,8 +41,7 @@ def open_link_end(ifname: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> s
     # 364 link ends would cost seconds. Created unhooked, bind hooks it once.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, buffer_bytes)
-        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, buffer_bytes)
+        socket_buffers(sock, buffer_bytes)
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)

@@ -35,6 +35,7 @@ NETNS_RUN_DIR = "/run/netns"
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -79,6 +80,25 @@ def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
 def umount2(target: str, flags: int) -> None:
     """umount2(2); raises OSError naming `target`."""
     _check(libc().umount2(target.encode(), flags), "umount", target)
+
+
+SO_SNDBUFFORCE = 32   # asm-generic/socket.h; Python's socket module lacks both
+SO_RCVBUFFORCE = 33
+
+
+def socket_buffers(sock: socket.socket, nbytes: int, *, send: bool = True, receive: bool = True) -> None:
+    """Ask for `nbytes` of receive and/or send buffer on `sock`, beyond the host's
+    net.core.rmem_max/wmem_max where allowed (SO_*BUFFORCE needs CAP_NET_ADMIN
+    on the host); in a rootless sandbox, where it is refused, as much as those
+    limits give (SO_*BUF): bursts may then overflow sooner, which the
+    engine's kernel-drop count shows."""
+    wanted = ([(SO_RCVBUFFORCE, socket.SO_RCVBUF)] if receive else []) + \
+        ([(SO_SNDBUFFORCE, socket.SO_SNDBUF)] if send else [])
+    for forced, plain in wanted:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, nbytes)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, nbytes)
 
 
 def netns_path(name: str) -> str:

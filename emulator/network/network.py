@@ -42,6 +42,7 @@ from emulator.network.addressing import AddressPlan, Route, hosts_file_text
 from emulator.network.plan import WIRE_MTU, Layout, NetworkPlan, layout, network_plan
 from emulator.network.state import RunState
 from emulator.network.signals import shielded
+from emulator.network.sandbox import in_user_namespace
 from emulator.network.sysfs import write_in_namespaces
 from emulator.network.teardown import teardown
 from emulator.scenario.topology import Topology
@@ -137,7 +138,10 @@ class Network:
         network = cls(topology, run, lay.interfaces, lay.addresses, lay.routes, plan)
         try:
             network._build()
-            if rx_cpus:
+            # RPS masks are sysfs files of the host's root: a rootless sandbox
+            # cannot write them, so the nodes' stacks share the engine's CPU there
+            # (docs/rootless.md)
+            if rx_cpus and not in_user_namespace():
                 network.steer_receive(rx_cpus)
         except BaseException:
             problems = teardown(run)

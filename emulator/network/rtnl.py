@@ -30,7 +30,6 @@ from emulator.network import kernel
 # --- constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, ...) -------
 
 NETLINK_ROUTE = 0
-SO_RCVBUFFORCE = 33  # asm-generic/socket.h; Python's socket module lacks it
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # error acks carry the request's header only, not its body
 NETLINK_EXT_ACK = 11  # error acks carry the kernel's explanation (extack)
@@ -298,7 +297,7 @@ class RtnlSocket:
             # made here, the socket talks to this namespace for good
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+            kernel.socket_buffers(self._sock, RCVBUF_BYTES, send=False)
             self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
             self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
             self._sock.bind((0, 0))

@@ -60,6 +60,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.network.kernel import socket_buffers
+
 #: sequence number, send time (ns, CLOCK_REALTIME): the first 16 payload bytes
 PROBE_HEADER = struct.Struct("!QQ")
 MIN_SIZE = PROBE_HEADER.size
@@ -389,10 +391,7 @@ def receive(port: int, out_path: str, ipv6: bool = False) -> int:
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         with sock:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, 16 * 1024 * 1024)  # SO_RCVBUFFORCE (root)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+            socket_buffers(sock, 16 * 1024 * 1024, send=False)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if ipv6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
