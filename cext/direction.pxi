@@ -57,6 +57,7 @@ cdef struct Counters:
     # own timing error, separate from any queueing the model adds
     uint64_t late_hist[LATENESS_BINS]
     int64_t late_max_ns
+    uint64_t late_sum_ns     # every release's lateness added up: the exact mean with the histogram's count
 
 
 cdef struct Slot:
@@ -429,6 +430,8 @@ cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
     cdef int k = 0
     if late_ns > d.counters.late_max_ns:
         d.counters.late_max_ns = late_ns
+    if late_ns > 0:
+        d.counters.late_sum_ns += <uint64_t>late_ns
     while k < LATENESS_BINS - 1 and us >= (<int64_t>1 << k):
         k += 1
     d.counters.late_hist[k] += 1

@@ -12,14 +12,17 @@ def invariant_holds(direction: dict[str, Any]) -> bool:
 
 
 def lateness_mean_bound_us(direction: dict[str, Any]) -> float | None:
-    """Upper bound (µs) of the mean release lateness, from the log2 histogram:
-    each release counted at its bin's upper edge (the open top bin at the
-    exact maximum). None when nothing was released."""
+    """The mean release lateness (µs): exact from the engine's running sum
+    (`sum_ns`) where the counters have it, else an upper bound from the log2
+    histogram, each release counted at its bin's upper edge (the open top bin
+    at the exact maximum). None when nothing was released."""
     lateness = direction["release_lateness"]
     histogram = lateness["histogram"]
     total = sum(histogram.values())
     if total == 0:
         return None
+    if lateness.get("sum_ns") is not None:
+        return float(lateness["sum_ns"]) / total / 1e3
     top = lateness["max_ns"] / 1e3
     weighted = sum(count * (min(float(label[1:-2]), top) if label.startswith("<") else top)
                    for label, count in histogram.items())

@@ -60,8 +60,9 @@ class Fidelity:
     steal_pct: float = 0.0
     steal_max_pct: float = 0.0
     pressure_pct: float | None = None
-    #: probe senders' pacing: the latest a probe left against its slot (ms), and
-    #: how many left more than one interval late, per stream
+    #: probe senders' pacing: the latest a probe left against its slot (ms), how many
+    #: left more than one interval late, and (`gap_late_max_ms`) the most the sender's
+    #: lateness inside one gap between received probes added to it, per stream
     pacing: dict[str, dict[str, float]] = field(default_factory=dict)
     #: scheduling of each engine shard as granted (e.g. "SCHED_FIFO 10", or refused)
     policies: list[str] = field(default_factory=list)
@@ -179,13 +180,20 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
         steal_pct=host.steal_pct,
         steal_max_pct=max((s for _, _, s, _ in host.intervals), default=host.steal_pct),
         pressure_pct=host.pressure_pct,
-        pacing={name: {"late_max_ms": p.get("late_max_ns", 0) / 1e6,
-                       "late_over_interval": float(p.get("late_over_interval", 0)),
-                       "skipped": float(p.get("skipped", 0))} for name, p in pacing.items()},
+        pacing={name: _pacing_entry(p) for name, p in pacing.items()},
         policies=[str(s.get("policy", "unknown")) for s in shards],
         paths={name: _path_entry(engine, stats, hops, (windows or {}).get(name), (floors_ms or {}).get(name))
                for name, hops in (paths or {}).items()},
     )
+
+
+def _pacing_entry(summary: dict[str, Any]) -> dict[str, float]:
+    entry = {"late_max_ms": summary.get("late_max_ns", 0) / 1e6,
+             "late_over_interval": float(summary.get("late_over_interval", 0)),
+             "skipped": float(summary.get("skipped", 0))}
+    if summary.get("gap_late_max_ns") is not None:
+        entry["gap_late_max_ms"] = summary["gap_late_max_ns"] / 1e6
+    return entry
 
 
 def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[str, str]],

@@ -26,6 +26,9 @@ fidelity) during the run:
   - for a span read from the probes (a gap, an outage, a loss- or
     rate-derived convergence time): the longest engine stall plus the
     probe sender's worst pacing error (its packets were late either way);
+    for a stream's longest gap, where the sender listed its late probes,
+    only the lateness of the probes inside a gap counts (a gap is read
+    between send stamps: a sender late elsewhere moved no gap);
   - for a span the routing daemons report (detection, convergence, first
     route change): the longest engine stall (their packets crossed it);
   - for the timeline's cut total: twice the largest delay of the engine's
@@ -137,6 +140,11 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
         return 0.0, ""
     if any(word in name for word in DAEMON_SPANS) or metric.endswith(".convergence_s"):
         return fidelity.stall_max_ms, "engine stall"
+    gap_late = fidelity.pacing.get(metric.split(".", 1)[0], {}).get("gap_late_max_ms")
+    if name == "longest_gap_ms" and gap_late is not None:
+        # the gap is read between send stamps: only the sender's lateness inside
+        # a gap lengthens it, and the run knows which probes left late
+        return fidelity.stall_max_ms + gap_late, "engine stall + the sender's lateness inside a gap"
     return fidelity.stall_max_ms + fidelity.pacing_late_max_ms, "engine stall + probe pacing error"
 
 

@@ -105,6 +105,17 @@ def cut_windows(plan: RunPlan, t0_ns: int, timeline: list[dict[str, Any]] | None
     return windows
 
 
+def _pacing(record: Any) -> dict[str, Any]:
+    """A stream sender's pacing figures for the fidelity section; a probe stream's
+    also how much its sender's lateness can have lengthened its longest gap."""
+    summary = dict(record.summary)
+    if record.records is not None and summary.get("late_events_complete") and "interval_ns" in summary:
+        summary["gap_late_max_ns"] = analysis.gap_pacing_error_ns(
+            record.records, summary["sent"], summary["interval_ns"], summary.get("late_events", []))
+    summary.pop("late_events", None)
+    return summary
+
+
 def cut_total_ms(plan: RunPlan, t0_ns: int, timeline: list[dict[str, Any]] | None = None) -> float:
     """Total time links were cut (cut_windows), a link still cut at the end counted to the end."""
     end = t0_ns + plan.duration_ns
@@ -401,7 +412,8 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
     changing = frozenset(e.link for e in scenario.timeline if e.kind == "set")
     floors = {name: path_floor_ns(scenario.topology, hops, changing) / 1e6 for name, hops in paths.items()}
     summaries = {name: r.summary for name, r in recording.streams.items() if r.summary is not None}
-    fidelity = summarize_fidelity(recording.engine_fidelity, recording.stats, recording.host, t0, summaries,
+    fidelity = summarize_fidelity(recording.engine_fidelity, recording.stats, recording.host, t0,
+                                  {name: _pacing(recording.streams[name]) for name in summaries},
                                   metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, t0), floors)
     fidelity.late_traces = dict(traces.late)
     fidelity.unanswered_traces = list(traces.unanswered)

@@ -40,6 +40,7 @@ A metric with no data (nothing sent or received) is None.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from typing import Any, Sequence
@@ -142,6 +143,29 @@ def nearest_rank(sorted_values: Sequence[Any], fraction: float) -> Any:
     """The nearest-rank percentile: the ceil(fraction * n)-th smallest of sorted values."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def gap_pacing_error_ns(records: Any, sent: int, interval_ns: int, late_events: Sequence[Sequence[int]]) -> int:
+    """How much the sender's own lateness can have lengthened the longest gap (ns).
+
+    A gap (`longest_gap_ms`) is read between the send stamps of the received
+    probes around lost ones, so a sender that left probe j late by L, for any
+    j after the gap's first probe up to its last, made that gap L longer.
+    The largest such sum over the gaps, from the sender's `late_events`
+    ([seq, ns late] of every probe that left over an interval late), plus one
+    interval for the lateness below that which no event records.
+    """
+    received = sorted({seq for seq, _, _ in _first_copies(_in_stream(records, sent))})
+    events = sorted((int(seq), int(late)) for seq, late in late_events)
+    seqs = [seq for seq, _ in events]
+    total = [0]
+    for _, late in events:
+        total.append(total[-1] + late)
+    worst = 0
+    for q0, q1 in zip(received, received[1:]):
+        if q1 - q0 > 1:   # lateness of the probes q0+1 .. q1
+            worst = max(worst, total[bisect.bisect_right(seqs, q1)] - total[bisect.bisect_right(seqs, q0)])
+    return worst + interval_ns
 
 
 def mean_abs_ipdv_ms(pairs: Sequence[tuple[int, int]]) -> float | None:

@@ -77,6 +77,9 @@ SO_TIMESTAMPNS = 35
 IPV6_CHECKSUM = 7
 SLEEP_MARGIN_NS = 300_000   # sleep while the next send is further away than this; spin the rest
 BEHIND_LIMIT_NS = 1_000_000  # further behind than this: restart the schedule, count the slots skipped
+#: the probes that left more than one interval late, as [seq, ns late], kept up to this many
+#: (a gap between two received probes is longer by the sender's lateness inside it)
+LATE_EVENTS_MAX = 4096
 
 
 @dataclass
@@ -163,10 +166,12 @@ def receiver_argv(port: int, out_path: str, ipv6: bool = False) -> list[str]:
     return argv + (["--ipv6"] if ipv6 else [])
 
 
-def load_summary(path: str) -> dict[str, int]:
-    """The sender's summary {"sent", "first_ns", "last_ns", "interval_ns", "skipped"}."""
+def load_summary(path: str) -> dict[str, Any]:
+    """The sender's summary {"sent", "first_ns", "last_ns", "interval_ns", "skipped", the pacing
+    error "late_max_ns", "late_over_interval", "late_events" ([seq, ns], the probes that left
+    over an interval late) and "late_events_complete"}."""
     with open(path, encoding="utf-8") as fh:
-        data: dict[str, int] = json.load(fh)
+        data: dict[str, Any] = json.load(fh)
     return data
 
 
@@ -301,15 +306,17 @@ def _wait_until(deadline_ns: int) -> None:
 
 
 def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, stop_at_ns: int,
-         summary_path: str, ipv6: bool = False, realtime_priority: int = 0, t0_from_stdin: bool = False) -> dict[str, int]:
+         summary_path: str, ipv6: bool = False, realtime_priority: int = 0, t0_from_stdin: bool = False) -> dict[str, Any]:
     """Send the paced stream; write and return the summary (`t0_from_stdin`: see sender_argv)."""
     if rate_pps <= 0:
         raise ValueError("RATE_PPS must be > 0")
     interval = max(1, round(1e9 / rate_pps))
     # late_max_ns / late_over_interval: the sender's pacing error (how late a
     # probe left against its slot), part of the run's fidelity
-    summary = {"sent": 0, "first_ns": 0, "last_ns": 0, "interval_ns": interval, "skipped": 0,
-               "late_max_ns": 0, "late_over_interval": 0}
+    late_events: list[list[int]] = []
+    summary: dict[str, Any] = {"sent": 0, "first_ns": 0, "last_ns": 0, "interval_ns": interval, "skipped": 0,
+                               "late_max_ns": 0, "late_over_interval": 0, "late_events": late_events,
+                               "late_events_complete": True}
     _install_stop_handlers()
     try:
         dst = resolve(target, ipv6)
@@ -349,6 +356,10 @@ def send(target: str, port: int, rate_pps: float, size: int, start_at_ns: int, s
                     summary["late_max_ns"] = late
                 if late > interval:
                     summary["late_over_interval"] += 1
+                    if len(late_events) < LATE_EVENTS_MAX:
+                        late_events.append([seq, late])
+                    else:
+                        summary["late_events_complete"] = False
                 if late > BEHIND_LIMIT_NS:
                     # skip the slots passed over and keep to the schedule's grid, so
                     # that sent + skipped counts every slot exactly

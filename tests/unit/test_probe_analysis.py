@@ -236,3 +236,16 @@ def test_mean_jitter_is_the_mean_absolute_delay_variation_over_every_pair() -> N
     assert mean_abs_ipdv_ms(pairs[:1]) is None
     # a constant delay, however large, has no variation
     assert mean_abs_ipdv_ms([(k, k + 5_000_000) for k in range(10)]) == 0.0
+
+
+def test_only_the_senders_lateness_inside_a_gap_can_lengthen_it() -> None:
+    from emulator.traffic.analysis import gap_pacing_error_ns
+
+    # received 0-3, 6-9 (4 and 5 lost: one gap, after 3 up to 6); the sender left
+    # probe 2 late by 90 ms (no gap there) and probes 5 and 6 by 3 and 2 ms (inside it)
+    got = records([(k, k, k + 2.0) for k in (0, 1, 2, 3, 6, 7, 8, 9)])
+    late = [[2, 90_000_000], [5, 3_000_000], [6, 2_000_000]]
+    assert gap_pacing_error_ns(got, 10, MS, late) == 3_000_000 + 2_000_000 + MS
+    # nothing lost: no gap for any lateness to lengthen, only the sub-interval rest
+    whole = records([(k, k, k + 2.0) for k in range(10)])
+    assert gap_pacing_error_ns(whole, 10, MS, late) == MS

@@ -249,6 +249,9 @@ def test_lateness_adds_up_along_a_path() -> None:
     # the open top bin at the maximum too: 30 ms x 10 % + 16 x 90 %
     assert path_lateness(stats, [("x", "b_to_a")])["lateness_mean_us"] == 1.0
     assert path_lateness(stats, [("y", "a_to_b")])["lateness_mean_us"] == 0.9 * 16 + 0.1 * 30_000
+    # the engine's running sum, where the counters carry it, gives the exact mean: 5 ms over 1000
+    stats["x"]["a_to_b"]["release_lateness"]["sum_ns"] = 5_000_000
+    assert path_lateness(stats, [("x", "a_to_b")])["lateness_mean_us"] == 5.0
     # summarize keeps each named path
     f = summarize({"shards": []}, stats, HostLoad(0.0, None), 0, {}, None, {"probe": [("x", "a_to_b"), ("x", "b_to_a")]})
     assert f.paths["probe"]["lateness_p50_us"] == 10.0 and f.paths["probe"]["hops"] == 2.0
@@ -383,3 +386,19 @@ def test_a_trace_that_stopped_short_on_a_busy_host_is_no_evidence() -> None:
     # on a quiet host a trace that stops short is the network's answer: a fail
     assert judge(failing, Fidelity(incomplete_traces=["before:cut1"], pressure_pct=3.0)) == ("fail", "")
     assert judge(AssertionResult("routing.restore1.reverts_on_restore", "", True, True), short) == ("pass", "")
+
+
+def test_a_longest_gap_is_judged_on_the_senders_lateness_inside_its_gaps() -> None:
+    # corridor_degraded's bound: at most 100 ms; measured 20 ms. The sender once left
+    # 88 ms late (seen in CI), but not inside any gap: 1.2 ms of lateness there
+    pacing = {"probe": {"late_max_ms": 88.0, "late_over_interval": 40.0, "skipped": 87.0, "gap_late_max_ms": 1.2}}
+    fidelity = Fidelity(stall_max_ms=2.0, pacing=pacing)
+    assert judge(result("probe.longest_gap_ms", 20.0, None, 100.0), fidelity) == ("pass", "")
+    # without the sender's list, its worst lateness anywhere counts: 2 + 88 >= 80
+    del pacing["probe"]["gap_late_max_ms"]
+    verdict, reason = judge(result("probe.longest_gap_ms", 20.0, None, 100.0), fidelity)
+    assert verdict == "inconclusive" and "probe pacing" in reason
+    # and lateness inside a gap still makes a close one inconclusive
+    pacing["probe"]["gap_late_max_ms"] = 30.0
+    verdict, reason = judge(result("probe.longest_gap_ms", 75.0, None, 100.0), fidelity)
+    assert verdict == "inconclusive" and "inside a gap" in reason
