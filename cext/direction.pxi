@@ -58,6 +58,12 @@ cdef struct Counters:
     uint64_t late_hist[LATENESS_BINS]
     int64_t late_max_ns
     uint64_t late_sum_ns     # every release's lateness added up: the exact mean with the histogram's count
+    # |L_i - L_(i-1)| over consecutive releases added up: how much lateness can
+    # have moved the delay variations of any stream crossing this direction (a
+    # stall's burst adds about twice its length here, not its length squared
+    # over the interval as in late_sum_ns)
+    uint64_t late_change_sum_ns
+    int64_t late_last_ns     # the previous release's lateness (>= 0), for late_change_sum_ns
 
 
 cdef struct Slot:
@@ -430,8 +436,13 @@ cdef inline void count_lateness(Direction *d, int64_t late_ns) noexcept nogil:
     cdef int k = 0
     if late_ns > d.counters.late_max_ns:
         d.counters.late_max_ns = late_ns
-    if late_ns > 0:
-        d.counters.late_sum_ns += <uint64_t>late_ns
+    cdef int64_t late = late_ns if late_ns > 0 else 0
+    d.counters.late_sum_ns += <uint64_t>late
+    if late >= d.counters.late_last_ns:
+        d.counters.late_change_sum_ns += <uint64_t>(late - d.counters.late_last_ns)
+    else:
+        d.counters.late_change_sum_ns += <uint64_t>(d.counters.late_last_ns - late)
+    d.counters.late_last_ns = late
     while k < LATENESS_BINS - 1 and us >= (<int64_t>1 << k):
         k += 1
     d.counters.late_hist[k] += 1

@@ -585,6 +585,7 @@ cdef dict counters_dict(Counters *c):
         "release_lateness": {
             "max_ns": c.late_max_ns,
             "sum_ns": c.late_sum_ns,
+            "change_sum_ns": c.late_change_sum_ns,
             "histogram": {(f"<{1 << k}us" if k < LATENESS_BINS - 1 else f">={1 << (LATENESS_BINS - 2)}us"): c.late_hist[k]
                           for k in range(LATENESS_BINS)},
         },

@@ -29,6 +29,15 @@ def lateness_mean_bound_us(direction: dict[str, Any]) -> float | None:
     return weighted / total
 
 
+def lateness_change_sum_us(direction: dict[str, Any]) -> float | None:
+    """The sum of |L_i - L_(i-1)| over consecutive releases (µs), L each release's
+    lateness: what lateness can have added to or taken from the delay variations
+    of every stream crossing this direction together. None from counters that
+    do not keep it."""
+    total = direction["release_lateness"].get("change_sum_ns")
+    return None if total is None else float(total) / 1e3
+
+
 def lateness_bound_us(direction: dict[str, Any], quantile: float) -> float | None:
     """Upper bound (µs) below which `quantile` of releases left, from the log2 histogram.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from emulator.engine.counters import lateness_bound_us, lateness_mean_bound_us
+from emulator.engine.counters import lateness_bound_us, lateness_change_sum_us, lateness_mean_bound_us
 from emulator.measure.host import HostLoad
 
 #: a time bin whose largest release lateness is above this is a "late span"
@@ -61,14 +61,16 @@ class Fidelity:
     steal_max_pct: float = 0.0
     pressure_pct: float | None = None
     #: probe senders' pacing: the latest a probe left against its slot (ms), how many
-    #: left more than one interval late, and (`gap_late_max_ms`) the most the sender's
-    #: lateness inside one gap between received probes added to it, per stream
+    #: left more than one interval late, (`gap_late_max_ms`) the most the sender's
+    #: lateness inside one gap between received probes added to it, and
+    #: (`spacing_error_mean_ms`) the mean error of the received pairs' spacing, per stream
     pacing: dict[str, dict[str, float]] = field(default_factory=dict)
     #: scheduling of each engine shard as granted (e.g. "SCHED_FIFO 10", or refused)
     policies: list[str] = field(default_factory=list)
     #: release lateness summed along each measured path (a traffic stream's, a routing
     #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
-    #: "lateness_mean_us", "lateness_max_us"}; a frame is late at every hop it crosses (path_lateness)
+    #: "lateness_mean_us", "lateness_max_us", "lateness_change_sum_us" and, for a probe stream,
+    #: "lateness_change_per_pair_us"}; a frame is late at every hop it crosses (path_lateness)
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
     #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
     late_traces: dict[str, float] = field(default_factory=dict)
@@ -94,8 +96,8 @@ class Fidelity:
 
 def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[str, float | None]:
     """Release lateness along a path of link directions (link name, a_to_b | b_to_a):
-    each hop's p50, p99, mean (upper bound) and max summed, since a frame can
-    be late at every hop.
+    each hop's p50, p99, mean (upper bound), max and sum of lateness changes
+    summed, since a frame can be late at every hop.
 
     The sum of per-hop quantiles bounds the path's quantile from above when the
     hops are late together (one busy loop serves them all) and overstates it
@@ -105,11 +107,14 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
     sums: dict[float, float | None] = {0.5: None, 0.99: None}
     late_max = 0.0
     mean: float | None = None
+    change: float | None = 0.0
     for name, direction in hops:
         counters = stats[name][direction]
         hop_mean = lateness_mean_bound_us(counters)
         if hop_mean is not None:
             mean = hop_mean if mean is None else mean + hop_mean
+        hop_change = lateness_change_sum_us(counters)
+        change = None if change is None or hop_change is None else change + hop_change
         for quantile, total in sums.items():
             bound = lateness_bound_us(counters, quantile)
             if bound is not None:
@@ -117,7 +122,8 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
                 sums[quantile] = bound if total is None else total + bound
         late_max += counters["release_lateness"]["max_ns"] / 1e3
     return {"hops": float(len(hops)), "lateness_p50_us": sums[0.5], "lateness_p99_us": sums[0.99],
-            "lateness_mean_us": mean, "lateness_max_us": late_max}
+            "lateness_mean_us": mean, "lateness_max_us": late_max,
+            "lateness_change_sum_us": change if hops else None}
 
 
 def window_lateness_us(engine: dict[str, Any], hops: list[tuple[str, str]], start_ns: int, end_ns: int) -> float | None:
@@ -139,14 +145,16 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
               pacing: dict[str, dict[str, Any]], apply_error_max_us: float | None,
               paths: dict[str, list[tuple[str, str]]] | None = None,
               windows: dict[str, tuple[int, int]] | None = None,
-              floors_ms: dict[str, float] | None = None) -> Fidelity:
+              floors_ms: dict[str, float] | None = None,
+              pairs: dict[str, int] | None = None) -> Fidelity:
     """Fold the engine's fidelity (FastPath.fidelity), its counters (stats), the
     host's load and the probe senders' summaries into one Fidelity; `paths`
     names the link directions of each measured path (path_lateness), `windows`
     the stretch of a stream's end that its jitter estimate weighs most
     (CLOCK_REALTIME ns; `lateness_end_max_us` of its path), `floors_ms` the least
     delay the link model gives each path (`floor_ms`: a delay bound below it
-    fails whatever the machine did)."""
+    fails whatever the machine did), `pairs` the consecutive pairs of received
+    probes of each probe stream (`lateness_change_per_pair_us`)."""
     shards = engine.get("shards", [])
     stall_spans: list[tuple[float, float]] = []
     for shard in shards:
@@ -182,7 +190,8 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
         pressure_pct=host.pressure_pct,
         pacing={name: _pacing_entry(p) for name, p in pacing.items()},
         policies=[str(s.get("policy", "unknown")) for s in shards],
-        paths={name: _path_entry(engine, stats, hops, (windows or {}).get(name), (floors_ms or {}).get(name))
+        paths={name: _path_entry(engine, stats, hops, (windows or {}).get(name), (floors_ms or {}).get(name),
+                                 (pairs or {}).get(name))
                for name, hops in (paths or {}).items()},
     )
 
@@ -193,12 +202,20 @@ def _pacing_entry(summary: dict[str, Any]) -> dict[str, float]:
              "skipped": float(summary.get("skipped", 0))}
     if summary.get("gap_late_max_ns") is not None:
         entry["gap_late_max_ms"] = summary["gap_late_max_ns"] / 1e6
+    if summary.get("spacing_error_mean_ns") is not None:
+        entry["spacing_error_mean_ms"] = summary["spacing_error_mean_ns"] / 1e6
     return entry
 
 
 def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[str, str]],
-                window: tuple[int, int] | None, floor_ms: float | None) -> dict[str, float | None]:
+                window: tuple[int, int] | None, floor_ms: float | None,
+                pairs: int | None = None) -> dict[str, float | None]:
     entry = path_lateness(stats, hops)
+    change = entry.get("lateness_change_sum_us")
+    if pairs and change is not None:
+        # the probes' own releases are a subsequence of each hop's, so by the
+        # triangle inequality their lateness changed by no more, pair by pair
+        entry["lateness_change_per_pair_us"] = change / pairs
     if floor_ms is not None:
         entry["floor_ms"] = floor_ms
     if window is not None:

@@ -122,8 +122,23 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
         if "jitter_mean" in name and path and path.get("lateness_mean_us") is not None:
             # the mean of |D| over the stream: lateness L >= 0 moves each D by
             # L_i - L_(i-1), at most the larger of the two, so the mean by at most
-            # twice the mean lateness along the path
-            return 2 * float(path["lateness_mean_us"] or 0.0) / 1000, f"twice the mean release lateness{where}"
+            # twice the mean lateness along the path; and by at most the mean
+            # |L_i - L_(i-1)| of the probes, which the engine's sum of lateness
+            # changes over all releases bounds (a stall's burst adds ~2x its length
+            # there, its length squared over the interval to the mean lateness)
+            # The model's |D| assumes the stream's own spacing: a pair sent δ off
+            # it changes its |D| by at most δ (only a probe held behind the one
+            # before it sees the spacing at all), so the sender's mean spacing
+            # error adds to either.
+            error = 2 * float(path["lateness_mean_us"] or 0.0) / 1000
+            words = f"twice the mean release lateness{where}"
+            change = path.get("lateness_change_per_pair_us")
+            if change is not None and change / 1000 < error:
+                error, words = float(change) / 1000, f"the release lateness change per probe pair{where}"
+            spacing = fidelity.pacing.get(path_key(metric), {}).get("spacing_error_mean_ms")
+            if spacing is not None:
+                error, words = error + spacing, words + " + the sender's mean spacing error"
+            return error, words
         if "jitter" in name and path and path.get("lateness_end_max_us") is not None:
             # RFC 3550 jitter is a running mean of |D| with gain 1/16: its last value
             # weighs the last 71 packets 99 %, each |D| moved by at most the lateness

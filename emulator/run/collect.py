@@ -112,6 +112,9 @@ def _pacing(record: Any) -> dict[str, Any]:
     if record.records is not None and summary.get("late_events_complete") and "interval_ns" in summary:
         summary["gap_late_max_ns"] = analysis.gap_pacing_error_ns(
             record.records, summary["sent"], summary["interval_ns"], summary.get("late_events", []))
+    if record.records is not None and "interval_ns" in summary and "sent" in summary:
+        summary["spacing_error_mean_ns"] = analysis.spacing_error_mean_ns(
+            record.records, summary["sent"], summary["interval_ns"])
     summary.pop("late_events", None)
     return summary
 
@@ -412,9 +415,12 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
     changing = frozenset(e.link for e in scenario.timeline if e.kind == "set")
     floors = {name: path_floor_ns(scenario.topology, hops, changing) / 1e6 for name, hops in paths.items()}
     summaries = {name: r.summary for name, r in recording.streams.items() if r.summary is not None}
+    pairs = {name: int(metrics[f"{name}.received"] or 0) - 1 for name in paths
+             if metrics.get(f"{name}.received") is not None}
     fidelity = summarize_fidelity(recording.engine_fidelity, recording.stats, recording.host, t0,
                                   {name: _pacing(recording.streams[name]) for name in summaries},
-                                  metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, t0), floors)
+                                  metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, t0), floors,
+                                  pairs)
     fidelity.late_traces = dict(traces.late)
     fidelity.unanswered_traces = list(traces.unanswered)
     fidelity.incomplete_traces = list(traces.incomplete)

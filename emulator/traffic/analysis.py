@@ -168,6 +168,18 @@ def gap_pacing_error_ns(records: Any, sent: int, interval_ns: int, late_events: 
     return worst + interval_ns
 
 
+def spacing_error_mean_ns(records: Any, sent: int, interval_ns: int) -> float | None:
+    """The mean |(S_i - S_(i-1)) - (seq_i - seq_(i-1)) x interval| over the pairs
+    of consecutive received probes in arrival order (ns): how far, on average,
+    the sender's own pacing moved the spacing of the pairs `jitter_mean_ms`
+    averages |D| over. None under two received probes."""
+    first = _first_copies(_in_stream(records, sent))
+    if len(first) < 2:
+        return None
+    total = sum(abs((s1 - s0) - (q1 - q0) * interval_ns) for (q0, s0, _), (q1, s1, _) in zip(first, first[1:]))
+    return total / (len(first) - 1)
+
+
 def mean_abs_ipdv_ms(pairs: Sequence[tuple[int, int]]) -> float | None:
     """The mean of |D| = |(R_i - R_{i-1}) - (S_i - S_{i-1})| over consecutive
     (send ns, receive ns) pairs in arrival order, ms; None under two packets."""

@@ -238,6 +238,16 @@ def test_mean_jitter_is_the_mean_absolute_delay_variation_over_every_pair() -> N
     assert mean_abs_ipdv_ms([(k, k + 5_000_000) for k in range(10)]) == 0.0
 
 
+def test_spacing_error_is_the_mean_pacing_error_of_the_received_pairs() -> None:
+    # EXAMPLE's send stamps are exact: every pair spaced by its sequence gap
+    assert analysis.spacing_error_mean_ns(EXAMPLE, 8, MS) == 0
+    # 1 left 0.3 ms late, 4 0.5 ms early; 5 and 6 lost. Pairs in arrival order:
+    # (0,1) +0.3, (1,2) -0.3, (2,3) 0, (3,4) -0.5, (4,7) +0.5: 1.6 ms over 5
+    late = records([(0, 0, 2.0), (1, 1.3, 3.3), (2, 2, 4.0), (3, 3, 5.0), (4, 3.5, 5.5), (7, 7, 9.0)])
+    assert analysis.spacing_error_mean_ns(late, 8, MS) == pytest.approx(1.6 * MS / 5)
+    assert analysis.spacing_error_mean_ns(records([(0, 0, 2.0)]), 1, MS) is None
+
+
 def test_only_the_senders_lateness_inside_a_gap_can_lengthen_it() -> None:
     from emulator.traffic.analysis import gap_pacing_error_ns
 

@@ -240,7 +240,8 @@ def test_lateness_adds_up_along_a_path() -> None:
     # 900 of 1000 below 8 µs: p50 bound 8; the top 10 % in <64us: p99 bound 64
     # the mean at the bins' upper edges: (900 x 8 + 100 x 64) / 1000
     assert path_lateness(stats, [("x", "a_to_b")]) == {"hops": 1.0, "lateness_p50_us": 8.0, "lateness_p99_us": 64.0,
-                                                        "lateness_mean_us": 13.6, "lateness_max_us": 500.0}
+                                                        "lateness_mean_us": 13.6, "lateness_max_us": 500.0,
+                                                        "lateness_change_sum_us": None}
     # two hops: 8 + 16 µs typical, 64 + 16384 (the open top bin at its lower edge) in the tail
     two = path_lateness(stats, [("x", "a_to_b"), ("y", "a_to_b")])
     assert (two["lateness_p50_us"], two["lateness_p99_us"], two["lateness_max_us"]) == (24.0, 16448.0, 30500.0)
@@ -255,6 +256,15 @@ def test_lateness_adds_up_along_a_path() -> None:
     # summarize keeps each named path
     f = summarize({"shards": []}, stats, HostLoad(0.0, None), 0, {}, None, {"probe": [("x", "a_to_b"), ("x", "b_to_a")]})
     assert f.paths["probe"]["lateness_p50_us"] == 10.0 and f.paths["probe"]["hops"] == 2.0
+    # the sums of lateness changes add up along the path only where every hop keeps one;
+    # per probe pair with the stream's pairs: (3 + 1) ms over 400 pairs
+    stats["x"]["a_to_b"]["release_lateness"]["change_sum_ns"] = 3_000_000
+    assert path_lateness(stats, [("x", "a_to_b"), ("x", "b_to_a")])["lateness_change_sum_us"] is None
+    stats["x"]["b_to_a"]["release_lateness"]["change_sum_ns"] = 1_000_000
+    f = summarize({"shards": []}, stats, HostLoad(0.0, None), 0, {}, None, {"probe": [("x", "a_to_b"), ("x", "b_to_a")]},
+                  pairs={"probe": 400})
+    assert f.paths["probe"]["lateness_change_sum_us"] == 4000.0
+    assert f.paths["probe"]["lateness_change_per_pair_us"] == 10.0
 
 
 def test_a_delay_is_judged_on_the_lateness_of_its_own_path() -> None:
@@ -345,6 +355,21 @@ def test_a_mean_jitter_is_judged_on_twice_the_mean_lateness_of_its_path() -> Non
     assert judge(result("probe.jitter_mean_ms", 0.215, 0.205, 0.245), fidelity)[0] == "inconclusive"   # 10 µs
     # the last value of J is still judged on the stream's end
     assert judge(result("probe.jitter_ms", 0.226, 0.12, 0.33), fidelity)[0] == "inconclusive"
+    # the engine's sum of lateness changes per probe pair, when smaller, bounds it instead:
+    # a stall's burst of late releases changes lateness by about twice its length, while
+    # it adds its length squared over the interval to the mean (here 4 µs < 18)
+    path["lateness_change_per_pair_us"] = 4.0
+    assert judge(result("probe.jitter_mean_ms", 0.230, 0.205, 0.245), fidelity) == ("pass", "")
+    verdict, reason = judge(result("probe.jitter_mean_ms", 0.242, 0.205, 0.245), fidelity)      # 4 µs >= 3
+    assert verdict == "inconclusive" and "lateness change per probe pair over 3 hops" in reason
+    path["lateness_change_per_pair_us"] = 50.0   # larger: twice the mean stays the bound
+    assert "twice the mean" in judge(result("probe.jitter_mean_ms", 0.230, 0.205, 0.245), fidelity)[1]
+    # the sender's spacing error adds: the model's |D| assumes the stream's spacing
+    path["lateness_change_per_pair_us"] = 4.0
+    fidelity.pacing["probe"] = {"late_max_ms": 1.0, "spacing_error_mean_ms": 0.012}
+    verdict, reason = judge(result("probe.jitter_mean_ms", 0.230, 0.205, 0.245), fidelity)      # 16 µs >= 15
+    assert verdict == "inconclusive" and "spacing error" in reason
+    assert judge(result("probe.jitter_mean_ms", 0.225, 0.205, 0.245), fidelity) == ("pass", "")  # 16 µs < 20
 
 
 def test_a_delay_bound_below_the_models_floor_fails_on_any_machine() -> None:
