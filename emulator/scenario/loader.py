@@ -19,7 +19,7 @@ spacing, the timeline's steps, probe counts, BFD timers per daemon).
 Validation is table-driven: `TOP_LEVEL` maps each top-level key to the
 function that reads its section, one module per section over the one reading
 core: `nodes`, `links` (with `addresses`), `routing_section`, `timeline`
-(duration, events, engine), `traffic`, `assertions`, `capture`. Each lists
+(duration, events, engine), `placement_section`, `traffic`, `assertions`, `capture`. Each lists
 what its mappings may hold (`NODE_FIELDS`, `LINK_FIELDS`, `DIRECTION_FIELDS`,
 `TRAFFIC_FIELDS`, `EVENT_FIELDS`, `ASSERTION_FIELDS` ...). Adding a section is
 one entry in `TOP_LEVEL` plus its reader, which stores what it read in the
@@ -43,6 +43,7 @@ from emulator.scenario.builder import Builder
 from emulator.scenario.capture import read_capture
 from emulator.scenario.links import read_links
 from emulator.scenario.nodes import read_nodes
+from emulator.scenario.placement_section import read_placement
 from emulator.scenario.reader import Document, compose, is_null, read_file
 from emulator.scenario.routing_section import read_routing
 from emulator.scenario.scenario import Scenario
@@ -90,6 +91,7 @@ TOP_LEVEL: dict[str, Section] = {
     "nodes": Section(read_nodes, required=True),
     "links": Section(read_links),
     "engine": Section(read_engine),
+    "placement": Section(read_placement),
     "duration": Section(read_duration, needed_by=("traffic", "timeline", "assertions")),
     "traffic": Section(read_traffic),
     "timeline": Section(read_timeline),
@@ -98,12 +100,17 @@ TOP_LEVEL: dict[str, Section] = {
 }
 
 
-def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None) -> Scenario:
+def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None,
+                   across_machines: bool = False) -> Scenario:
     """Parse and validate scenario YAML `text`; `source` names it in errors.
 
     A plain topology file is a valid scenario (no traffic, timeline or
     assertions; duration 10 s). Relative paths in the file (capacity traces)
     are resolved against `base_dir`, by default the current directory.
+
+    A `placement:` (nodes on several machines) is read and checked, then
+    refused unless `across_machines`: the run on one machine cannot run it
+    as written (docs/multihost.md), and what this loader accepts, it runs.
     """
     doc = Document(source, Path(base_dir) if base_dir is not None else Path.cwd())
     if len(text) > MAX_SCENARIO_BYTES:
@@ -126,9 +133,13 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
         if users:
             example = "duration: 20s" if key == "duration" else f"{key}: ..."
             doc.fail(key_nodes[users[0]], key, f"missing {key!r}, which {users[0]!r} needs", f"add '{example}' at the top level")
+    if out.placement is not None and not across_machines:
+        doc.fail(given["placement"], "placement", "this version runs every node on one machine: "
+                 "runs across machines are not built yet (docs/multihost.md)",
+                 "remove 'placement' to run the topology here")
     topology = Topology(
         nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed,
-        routing=out.routing, engine_shards=out.engine_shards,
+        routing=out.routing, engine_shards=out.engine_shards, placement=out.placement,
     )
     return Scenario(
         topology=topology,

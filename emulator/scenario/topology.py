@@ -11,6 +11,7 @@ from typing import Iterator
 
 from emulator.model.capacity import LinkCapacity
 from emulator.model.linkparams import LinkParams
+from emulator.model.placement import Placement
 
 NODE_ROLES = ("host", "router")
 DEFAULT_MTU = 1500
@@ -170,6 +171,9 @@ class Topology:
     routing: RoutingConfig | None = None
     #: engine loops sharing the links (`engine: {shards: N}`); None = the default for this machine
     engine_shards: int | None = None
+    #: the machines that run the nodes (`placement:`): the split as written, or how many
+    #: machines to split over when the run is planned; None = all on this machine
+    placement: Placement | int | None = None
 
     @property
     def dynamic_routing(self) -> bool:
