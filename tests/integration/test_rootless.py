@@ -157,6 +157,29 @@ def test_up_exec_link_stats_down_as_an_unprivileged_user(user: dict[str, object]
     assert_sandbox_gone(user, [engine_pid, holder[0]])
 
 
+def test_a_host_that_forbids_user_namespaces_gets_one_line_and_exit_2(user: dict[str, object]) -> None:
+    """`caspian up` where unprivileged user namespaces are forbidden (their count
+    limited to 0 in a user namespace of the test's own: the host's setting is
+    left alone): one line saying what to do, exit 2, nothing left behind."""
+    home = Path(str(user["home"]))
+    topology = home / "pair.yaml"
+    topology.write_text("name: pair\nnodes:\n  left: {role: host}\n  right: {role: host}\n"
+                        "links:\n  left-right: {ends: [left, right], delay: 2ms}\n")
+    topology.chmod(0o644)
+    before = host_netns()
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("no_userns.py")), *AS_USER, str(user["exe"]),
+                           "-m", "emulator.cli", "up", str(topology)], env=user["env"],  # type: ignore[arg-type]
+                          cwd=str(home), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "user namespace" in lines[0] and "max_user_namespaces" in lines[0], lines
+    assert "Traceback" not in done.stderr
+    assert _holder(Path(str(user["sandbox"]))) is None
+    runs = Path(str(user["sandbox"])) / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []
+    assert host_netns() == before
+
+
 # FRR, whose daemons drop privileges (-u root -g frrvty) and so test the sandbox's
 # id mapping hardest; BIRD ran the same scenario rootless by hand (22 s more of a
 # suite that must stay under 15 minutes): add "bird" to run both
