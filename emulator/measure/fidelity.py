@@ -70,7 +70,9 @@ class Fidelity:
     #: release lateness summed along each measured path (a traffic stream's, a routing
     #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
     #: "lateness_mean_us", "lateness_max_us", "lateness_change_sum_us" and, for a probe stream,
-    #: "lateness_change_per_pair_us"}; a frame is late at every hop it crosses (path_lateness)
+    #: "lateness_change_per_pair_us", for a routing step's path "lateness_window_max_us": the
+    #: worst release in the time bins its trace's echoes were in flight, summed over its hops};
+    #: a frame is late at every hop it crosses (path_lateness)
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
     #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
     late_traces: dict[str, float] = field(default_factory=dict)
@@ -146,7 +148,8 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
               paths: dict[str, list[tuple[str, str]]] | None = None,
               windows: dict[str, tuple[int, int]] | None = None,
               floors_ms: dict[str, float] | None = None,
-              pairs: dict[str, int] | None = None) -> Fidelity:
+              pairs: dict[str, int] | None = None,
+              measured_windows: dict[str, tuple[int, int]] | None = None) -> Fidelity:
     """Fold the engine's fidelity (FastPath.fidelity), its counters (stats), the
     host's load and the probe senders' summaries into one Fidelity; `paths`
     names the link directions of each measured path (path_lateness), `windows`
@@ -154,7 +157,9 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
     (CLOCK_REALTIME ns; `lateness_end_max_us` of its path), `floors_ms` the least
     delay the link model gives each path (`floor_ms`: a delay bound below it
     fails whatever the machine did), `pairs` the consecutive pairs of received
-    probes of each probe stream (`lateness_change_per_pair_us`)."""
+    probes of each probe stream (`lateness_change_per_pair_us`), `measured_windows`
+    when a routing step's traced RTTs were measured (CLOCK_REALTIME ns;
+    `lateness_window_max_us` of its path)."""
     shards = engine.get("shards", [])
     stall_spans: list[tuple[float, float]] = []
     for shard in shards:
@@ -191,7 +196,7 @@ def summarize(engine: dict[str, Any], stats: dict[str, Any], host: HostLoad, t0_
         pacing={name: _pacing_entry(p) for name, p in pacing.items()},
         policies=[str(s.get("policy", "unknown")) for s in shards],
         paths={name: _path_entry(engine, stats, hops, (windows or {}).get(name), (floors_ms or {}).get(name),
-                                 (pairs or {}).get(name))
+                                 (pairs or {}).get(name), (measured_windows or {}).get(name))
                for name, hops in (paths or {}).items()},
     )
 
@@ -209,7 +214,7 @@ def _pacing_entry(summary: dict[str, Any]) -> dict[str, float]:
 
 def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[str, str]],
                 window: tuple[int, int] | None, floor_ms: float | None,
-                pairs: int | None = None) -> dict[str, float | None]:
+                pairs: int | None = None, measured: tuple[int, int] | None = None) -> dict[str, float | None]:
     entry = path_lateness(stats, hops)
     change = entry.get("lateness_change_sum_us")
     if pairs and change is not None:
@@ -220,6 +225,8 @@ def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[
         entry["floor_ms"] = floor_ms
     if window is not None:
         entry["lateness_end_max_us"] = window_lateness_us(engine, hops, *window)
+    if measured is not None:
+        entry["lateness_window_max_us"] = window_lateness_us(engine, hops, *measured)
     return entry
 
 

@@ -17,7 +17,9 @@ early and name the moment), then
 
 It prints one JSON object: {"target", "source", "asked_ns" (the moment it was
 asked for), "at_ns" (when it began: later on a starved CPU), "hops": [address
-or null per TTL, up to the target], "reached": bool, "rtt_ms": [...]}.
+or null per TTL, up to the target], "reached": bool, "rtt_ms": [...],
+"ping_sent_ns": [when each answered echo left, CLOCK_REALTIME]}: the engine's
+lateness in that window bounds how far the run could have moved the RTTs.
 `hops_to_nodes` maps the addresses to node names with the run's address plan.
 """
 
@@ -104,14 +106,16 @@ def run_trace(target: str, at_ns: int, max_hops: int, timeout_s: float, pings: i
         answers.append((int(sent[IP].ttl), str(got[IP].src), int(got[ICMP].type) == 0))
     hops, reached = hops_from_answers(answers, dst, max_hops)
     rtts: list[float] = []
+    sent_ns: list[int] = []
     if pings > 0:
         echo = [IP(src=src, dst=dst, ttl=64) / ICMP(id=ident, seq=1000 + i) for i in range(pings)]
         answered, _ = sr(echo, timeout=timeout_s, inter=PING_GAP_S, verbose=0)
         for sent, got in answered:
             if int(got[ICMP].type) == 0:
                 rtts.append(round((float(got.time) - float(sent.sent_time or 0)) * 1000, 3))
+                sent_ns.append(int(float(sent.sent_time or 0) * 1e9))
     return {"target": target, "address": dst, "source": src, "asked_ns": at_ns, "at_ns": started, "hops": hops,
-            "reached": reached, "rtt_ms": rtts}
+            "reached": reached, "rtt_ms": rtts, "ping_sent_ns": sent_ns}
 
 
 def main(argv: list[str]) -> int:

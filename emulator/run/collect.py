@@ -167,6 +167,8 @@ class _Traces:
     late: dict[str, float] = field(default_factory=dict)        # key -> ms late (discarded)
     unanswered: list[str] = field(default_factory=list)         # nobody answered
     incomplete: list[str] = field(default_factory=list)         # did not reach the target
+    #: key -> (first echo sent, last answer back), CLOCK_REALTIME ns: when its RTTs were measured
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _traces(plan: RunPlan, recording: Recording, errors: list[str]) -> _Traces:
@@ -195,6 +197,9 @@ def _traces(plan: RunPlan, recording: Recording, errors: list[str]) -> _Traces:
                 out.incomplete.append(key)
             out.results[key] = failover.Trace(hops_to_nodes(data["hops"], recording.address_owners, source),
                                               [float(v) for v in data["rtt_ms"]], bool(data["reached"]))
+            sent = [int(v) for v in data.get("ping_sent_ns", [])]
+            if sent and len(sent) == len(data["rtt_ms"]):
+                out.windows[key] = (min(sent), max(t + int(float(r) * 1e6) for t, r in zip(sent, data["rtt_ms"])))
         except (ValueError, KeyError, TypeError) as exc:
             errors.append(f"trace {key}: no result ({exc})")
             out.results[key] = None
@@ -204,6 +209,19 @@ def _traces(plan: RunPlan, recording: Recording, errors: list[str]) -> _Traces:
 def _applied(plan: RunPlan, t0_ns: int) -> list[tuple[str, str, str, int]]:
     """(label, kind, link, t_ns) of every measured step, as failover.step_windows takes them."""
     return [(s.label, s.label.rstrip("0123456789"), s.link, t0_ns + s.at_ns) for s in plan.steps if s.label]
+
+
+def trace_windows(plan: RunPlan, t0_ns: int, traces: _Traces) -> dict[str, tuple[int, int]]:
+    """When each routing step's traced RTTs were measured, keyed as Fidelity.paths is
+    (`routing.<step>.before|after`): the trace before the step, and the one before the next."""
+    steps = failover.step_windows(_applied(plan, t0_ns), t0_ns + plan.duration_ns + int(GRACE_S * 1e9))
+    keys = [f"before:{step.label}" for step in steps[1:]] + ["final"]
+    out = {}
+    for step, after in zip(steps, keys):
+        for side, key in (("before", f"before:{step.label}"), ("after", after)):
+            if key in traces.windows:
+                out[f"routing.{step.label}.{side}"] = traces.windows[key]
+    return out
 
 
 def failover_metrics(scenario: Scenario, plan: RunPlan, recording: Recording, traces: _Traces,
@@ -420,7 +438,7 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
     fidelity = summarize_fidelity(recording.engine_fidelity, recording.stats, recording.host, t0,
                                   {name: _pacing(recording.streams[name]) for name in summaries},
                                   metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, t0), floors,
-                                  pairs)
+                                  pairs, trace_windows(plan, t0, traces))
     fidelity.late_traces = dict(traces.late)
     fidelity.unanswered_traces = list(traces.unanswered)
     fidelity.incomplete_traces = list(traces.incomplete)

@@ -285,6 +285,23 @@ def test_a_delay_is_judged_on_the_lateness_of_its_own_path() -> None:
     assert judge(result("routing.cut1.rtt_after_ms", 76.5, 70.0, 77.0), fidelity) == ("pass", "")
 
 
+def test_a_traced_rtt_is_judged_on_the_lateness_while_its_echoes_were_in_flight() -> None:
+    # CI, 2026-12-04: corridor_frr_carrier's rtt_before 88.262 ms against <= 87.78 was a
+    # plain fail: the run-wide p50 summed over 18 hops was 18 µs, while the engine had
+    # stalled 45 times in the second before the trace's three echoes left
+    stalled = Fidelity(lateness_p50_us=1.0, paths={"routing.cut1.before": {
+        "hops": 18.0, "lateness_p50_us": 18.0, "lateness_p99_us": 6208.0, "lateness_max_us": 100607.0,
+        "lateness_window_max_us": 24948.0}})
+    verdict, reason = judge(result("routing.cut1.rtt_before_ms", 88.262, 86.06, 87.78), stalled)
+    assert verdict == "inconclusive" and "while the trace's echoes were in flight over 18 hops" in reason
+    # the same miss with a quiet window (every hop's worst release 20 µs: 0.36 ms in all) is the network's
+    quiet = Fidelity(lateness_p50_us=1.0, paths={"routing.cut1.before": {
+        "hops": 18.0, "lateness_p50_us": 18.0, "lateness_p99_us": 200.0, "lateness_max_us": 900.0,
+        "lateness_window_max_us": 360.0}})
+    assert judge(result("routing.cut1.rtt_before_ms", 88.262, 86.06, 87.78), quiet) == ("fail", "")
+    assert judge(result("routing.cut1.rtt_before_ms", 87.0, 86.06, 87.78), quiet) == ("pass", "")
+
+
 def test_measured_paths_follow_the_topology_and_the_traces() -> None:
     from emulator.run import measured_paths
     from emulator.scenario.loader import parse_scenario
