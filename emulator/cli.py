@@ -8,6 +8,9 @@
     caspian stats [--json | --watch]
     caspian capture LINK [--direction NODE] [-c COUNT] [-w FILE.pcapng]
     caspian bench [--json]
+    caspian agent --machine NAME --secret-file FILE   serve a run across machines
+    caspian validate FILE --agents FILE --secret-file FILE   reach the agents, measure the underlay
+    caspian deploy k8s FILE --out DIR        a topology across machines as Kubernetes manifests
 
 Exit codes: 0 success, 1 a check failed, 3 inconclusive (the run's own
 error could have flipped a check: docs/verdicts.md), 2 bad input or environment (one
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from emulator.errors import CaspianError, InputError
+from emulator.cli_multihost import add_parsers as add_multihost_parsers, add_validate_options, cmd_preflight
 from emulator.cli_testbed import cmd_capture, cmd_exec, cmd_link, cmd_stats
 from emulator.network.state import DEFAULT_ROOT
 # the terminal contract; printable_data is also this module's API (tests, plugins)
@@ -131,6 +135,8 @@ def _load(path: str | None) -> Any:
 def cmd_validate(args: argparse.Namespace) -> int:
     from emulator.network.addressing import address_plan
 
+    if args.agents:
+        return cmd_preflight(args)
     topology = _load(args.file)
     # the address plan is pure and quick: a file whose addresses cannot be
     # assigned is refused here, not only when `up` or `run` builds it
@@ -343,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true",
                    help="also print the network plan and the run plan (what up and run would do)")
     p.add_argument("--json", action="store_true", help="with --plan: both plans as JSON")
+    add_validate_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("up", help="build a testbed that stays up until `caspian down`")
@@ -399,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     p.add_argument("--only", help="comma list of parts: throughput,delay,rate,memory,scale (default: all)")
     p.set_defaults(func=cmd_bench)
+    add_multihost_parsers(sub)
     return parser
 
 

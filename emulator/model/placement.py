@@ -92,12 +92,15 @@ def place_nodes(nodes: Sequence[str], links: Sequence[tuple[str, str, float]], m
 
     group_load = dict(load)
     groups = len(nodes)
-    for a, b, _weight in sorted(links, key=lambda link: -link[2]):
+    for a, b, weight in sorted(links, key=lambda link: -link[2]):
         ra, rb = root(a), root(b)
         if ra == rb or groups == machines:
             continue
-        if group_load[ra] + group_load[rb] > share and share > 0:
-            continue      # this link stays crossing rather than overload one machine
+        # this link stays crossing rather than overload one machine; but a link
+        # heavier than a machine's share overloads its owner wherever its ends
+        # are (the owner forwards it all), so crossing it would only add the underlay
+        if group_load[ra] + group_load[rb] > share and share > 0 and weight < share:
+            continue
         keep, gone = (ra, rb) if index[ra] <= index[rb] else (rb, ra)
         group[gone] = keep
         group_load[keep] += group_load.pop(gone)

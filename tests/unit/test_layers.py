@@ -29,8 +29,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("measure", ("measure",)),
     ("report", ("report", "terminal")),
     ("testbed", ("testbed",)),
+    ("multihost", ("multihost",)),
+    ("deploy", ("deploy",)),
     ("run", ("run", "bench", "pytest_plugin")),
-    ("cli", ("cli_testbed", "cli")),
+    ("cli", ("cli_testbed", "cli_multihost", "cli")),
 )
 
 

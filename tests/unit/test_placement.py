@@ -38,6 +38,13 @@ def test_the_split_keeps_the_heavy_links_inside_a_machine() -> None:
     assert placed.owner("aktau") == "host2" and placed.machine_of("europe") == "host1"
 
 
+def test_a_link_heavier_than_a_share_is_kept_inside_a_machine() -> None:
+    # one 10G link and one 100M over two machines: the 10G link loads its owner over
+    # an even share wherever its ends are, so only the 100M link may cross
+    placed = place_nodes(["a", "b", "c"], [("a", "b", 10e9), ("b", "c", 100e6)], 2)
+    assert placed.to_dict() == {"host1": ["a", "b"], "host2": ["c"]}
+
+
 def test_every_machine_gets_a_node_and_every_node_one_machine() -> None:
     ring = [f"r{k}" for k in range(7)]
     links = [(ring[k], ring[(k + 1) % 7], 1.0) for k in range(7)]
