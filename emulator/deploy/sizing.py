@@ -30,8 +30,8 @@ ENGINE_BASE_MIB = 32.3
 ENGINE_PER_LINK_MIB = 0.15
 #: a node's namespace and veth pair: 176 KiB charged to the memory cgroup per node over 50 (docs/scale.md)
 NODE_MIB = 0.25
-#: a router's daemons, resident (docs/scale.md): BIRD 4.8 MiB; FRR's zebra, ospfd, staticd, bfdd, mgmtd together
-DAEMON_MIB = {"bird": 8.0, "frr": 64.0}
+#: a router's daemons, resident (docs/scale.md): BIRD 4.8-5.3 MiB; FRR's zebra 14.0 + ospfd 10.3 + bfdd 8.0 MiB
+DAEMON_MIB = {"bird": 8.0, "frr": 40.0}
 #: one end of a stream, resident: a probe's Python with scapy 73.3 MiB, iperf3 3.5 MiB (docs/scale.md)
 STREAM_END_MIB = {"probe": 80.0, "tcp": 8.0, "udp": 8.0}
 #: an idle `caspian agent` (the channel, the echoes): 24.3 MiB resident, rounded up
