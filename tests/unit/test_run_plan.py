@@ -68,6 +68,19 @@ def test_plan_traces_each_measured_step_with_dynamic_routing() -> None:
     assert plan.to_dict()["trace_stream"] == "probe"
 
 
+def test_each_traced_rtt_gets_the_window_its_echoes_were_in_flight() -> None:
+    # a step's RTT before is the trace before it; after, the trace before the next step (or the final one)
+    from emulator.run.collect import _Traces, trace_windows
+
+    plan = compile_run(load_scenario(SCENARIOS / "corridor_frr_carrier.yaml"))   # cut1 at 8 s, restore1 at 16 s
+    windows = {"before:cut1": (7_800, 7_900), "before:restore1": (15_800, 15_900), "final": (29_800, 29_900)}
+    assert trace_windows(plan, 0, _Traces({}, windows=windows)) == {
+        "routing.cut1.before": (7_800, 7_900), "routing.cut1.after": (15_800, 15_900),
+        "routing.restore1.before": (15_800, 15_900), "routing.restore1.after": (29_800, 29_900)}
+    # a trace without echo stamps (it failed, or an older recording) has no window: the p50 rule stands
+    assert "routing.cut1.before" not in trace_windows(plan, 0, _Traces({}, windows={"final": (1, 2)}))
+
+
 def _direction(rx: int, tx: int, outage: int = 0) -> dict[str, Any]:
     return {"rx_packets": rx, "tx_packets": tx, "duplicated": 0, "corrupted": 0, "in_flight": rx - tx - outage,
             "queued": 0, "kernel_drops": 0,
