@@ -71,7 +71,8 @@ class Fidelity:
     #: step's traced path there and back): {"hops", "lateness_p50_us", "lateness_p99_us",
     #: "lateness_mean_us", "lateness_max_us", "lateness_change_sum_us" and, for a probe stream,
     #: "lateness_change_per_pair_us", for a routing step's path "lateness_window_max_us": the
-    #: worst release in the time bins its trace's echoes were in flight, summed over its hops};
+    #: worst release in the time bins its trace's echoes were in flight, summed over its hops,
+    #: and "stall_in_window_ms": the engine's stalls while they were (None: not known)};
     #: a frame is late at every hop it crosses (path_lateness)
     paths: dict[str, dict[str, float | None]] = field(default_factory=dict)
     #: failover traces that began too late to trust (key, e.g. "before:cut1" -> ms late)
@@ -227,7 +228,20 @@ def _path_entry(engine: dict[str, Any], stats: dict[str, Any], hops: list[tuple[
         entry["lateness_end_max_us"] = window_lateness_us(engine, hops, *window)
     if measured is not None:
         entry["lateness_window_max_us"] = window_lateness_us(engine, hops, *measured)
+        entry["stall_in_window_ms"] = stalls_in_window_ms(engine, *measured)
     return entry
+
+
+def stalls_in_window_ms(engine: dict[str, Any], start_ns: int, end_ns: int) -> float | None:
+    """The summed length of the engine's stalls (any shard) that overlap [start_ns, end_ns)
+    (CLOCK_REALTIME), ms; None when the stall ring no longer reaches back that far."""
+    total_ns = 0
+    for shard in engine.get("shards", []):
+        recent = shard.get("recent_stalls", [])
+        if shard.get("stalls", 0) > len(recent) and (not recent or recent[0][0] > start_ns):
+            return None     # stalls before the oldest kept one were dropped from the ring
+        total_ns += sum(length for start, length in recent if start < end_ns and start + length > start_ns)
+    return total_ns / 1e6
 
 
 def late_spans(engine: dict[str, Any], t0_ns: int, threshold_us: float = LATE_SPAN_US) -> list[tuple[float, float, float]]:

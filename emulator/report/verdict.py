@@ -148,13 +148,22 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
         if "p99" in name or "jitter" in name:
             return (figures["lateness_p99_us"] or 0.0) / 1000, f"release lateness p99{where}"
         typical = figures["lateness_p50_us"] or figures["lateness_p99_us"] or 0.0
-        window = path.get("lateness_window_max_us") if path else None
-        if window is not None and window > typical:
+        if path and "stall_in_window_ms" in path:
             # a routing step's RTT is the median of a trace's few echoes (3, 20 ms
-            # apart), not of a stream: the run-wide p50 says nothing of the 0.1 s
-            # they were in flight. Each echo was late by at most the worst release
-            # in those time bins at every hop, so their median by at most the sum.
-            return float(window) / 1000, f"release lateness max while the trace's echoes were in flight{where}"
+            # apart), not of a stream, so the run-wide p50 misses what happened in
+            # the 0.1 s they were in flight. A frame waits out an engine stall at
+            # most once per stall (it sits at one hop at a time): its error is the
+            # typical lateness along the path plus every stall in that window.
+            stalled = path["stall_in_window_ms"]
+            if stalled is not None:
+                if stalled > 0:
+                    return typical / 1000 + float(stalled), \
+                        f"release lateness p50{where} + the engine's stalls while the trace's echoes were in flight"
+            elif path.get("lateness_window_max_us") is not None:
+                # the stall ring no longer reaches back: the worst release in those
+                # time bins at every hop bounds it (loosely: each hop's worst, summed)
+                return float(path["lateness_window_max_us"]) / 1000, \
+                    f"release lateness max while the trace's echoes were in flight{where}"
         return typical / 1000, f"release lateness p50{where}"
     if metric == "events.cut_total_ms":
         return 2 * (fidelity.apply_error_max_us or 0.0) / 1000, "twice the timeline's application error"
