@@ -45,6 +45,8 @@ MAX_LINE_BYTES = 1 << 20
 CLOCK_SKEW_S = 30.0
 #: The shortest secret taken: 32 random bytes, HMAC-SHA256's own block of strength (RFC 2104 sec. 3).
 MIN_SECRET_BYTES = 32
+#: How long the agent keeps a connection that sends nothing (a coordinator sends its request at once).
+IDLE_TIMEOUT_S = 60.0
 #: Protocol version, in every hello: a coordinator refuses an agent of another.
 PROTOCOL = 1
 
@@ -206,10 +208,15 @@ class AgentServer(socketserver.ThreadingTCPServer):
 
 class _Connection(socketserver.StreamRequestHandler):
     server: AgentServer
+    #: a connection that sends nothing for this long is closed, so an idle one holds no thread
+    timeout = IDLE_TIMEOUT_S
 
     def handle(self) -> None:
         while True:
-            line = self.rfile.readline(MAX_LINE_BYTES + 1)
+            try:
+                line = self.rfile.readline(MAX_LINE_BYTES + 1)
+            except OSError:       # the idle timeout, or the peer gone
+                return
             if not line:
                 return
             if len(line) > MAX_LINE_BYTES:

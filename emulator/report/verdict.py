@@ -159,10 +159,10 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
                 if stalled > 0:
                     return typical / 1000 + float(stalled), \
                         f"release lateness p50{where} + the engine's stalls while the trace's echoes were in flight"
-            elif path.get("lateness_window_max_us") is not None:
+            elif (window_max := path.get("lateness_window_max_us")) is not None:
                 # the stall ring no longer reaches back: the worst release in those
                 # time bins at every hop bounds it (loosely: each hop's worst, summed)
-                return float(path["lateness_window_max_us"]) / 1000, \
+                return float(window_max) / 1000, \
                     f"release lateness max while the trace's echoes were in flight{where}"
         return typical / 1000, f"release lateness p50{where}"
     if metric == "events.cut_total_ms":
