@@ -105,8 +105,9 @@ def path_key(metric: str) -> str:
     return parts[0]
 
 
-def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
-    """How far the emulator's own timing could have moved `metric` (ms), and from what."""
+def emulator_error_ms(metric: str, fidelity: "Fidelity", above: bool = False) -> tuple[float, str]:
+    """How far the emulator's own timing could have moved `metric` (ms), and from what;
+    `above`: the value lies over its upper bound (what a late release could cause)."""
     name = metric.rsplit(".", 1)[-1]
     if is_delay(metric):
         # the statistic decides which lateness can move it: a minimum, median or
@@ -148,12 +149,14 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity") -> tuple[float, str]:
         if "p99" in name or "jitter" in name:
             return (figures["lateness_p99_us"] or 0.0) / 1000, f"release lateness p99{where}"
         typical = figures["lateness_p50_us"] or figures["lateness_p99_us"] or 0.0
-        if path and "stall_in_window_ms" in path:
+        if above and path and "stall_in_window_ms" in path:
             # a routing step's RTT is the median of a trace's few echoes (3, 20 ms
             # apart), not of a stream, so the run-wide p50 misses what happened in
             # the 0.1 s they were in flight. A frame waits out an engine stall at
             # most once per stall (it sits at one hop at a time): its error is the
             # typical lateness along the path plus every stall in that window.
+            # Lateness only adds delay, so this can only have pushed a value over
+            # its upper bound: a value inside it keeps the p50 rule below.
             stalled = path["stall_in_window_ms"]
             if stalled is not None:
                 if stalled > 0:
@@ -201,7 +204,8 @@ def judge(result: "AssertionResult", fidelity: "Fidelity | None") -> tuple[str, 
     name = result.metric.rsplit(".", 1)[-1]
     scale = unit_scale_ms(result.metric)
     if scale is not None:
-        error_ms, source = emulator_error_ms(result.metric, fidelity)
+        above = result.high is not None and float(value) > result.high
+        error_ms, source = emulator_error_ms(result.metric, fidelity, above)
         error = error_ms * scale
         if is_delay(result.metric):
             floor = (fidelity.paths.get(path_key(result.metric)) or {}).get("floor_ms")
