@@ -157,16 +157,20 @@ def emulator_error_ms(metric: str, fidelity: "Fidelity", above: bool = False) ->
             # typical lateness along the path plus every stall in that window.
             # Lateness only adds delay, so this can only have pushed a value over
             # its upper bound: a value inside it keeps the p50 rule below.
+            # The trace stamps its answers in user space: the time it waited for a
+            # CPU meanwhile (its threads' run-queue wait) lengthens the RTT read too.
+            waited = float(path.get("trace_wait_ms") or 0.0)
             stalled = path["stall_in_window_ms"]
             if stalled is not None:
-                if stalled > 0:
-                    return typical / 1000 + float(stalled), \
-                        f"release lateness p50{where} + the engine's stalls while the trace's echoes were in flight"
+                if stalled > 0 or waited > 0:
+                    return typical / 1000 + float(stalled) + waited, \
+                        (f"release lateness p50{where} + the engine's stalls while the trace's echoes were "
+                         "in flight + the trace's wait for a CPU")
             elif (window_max := path.get("lateness_window_max_us")) is not None:
                 # the stall ring no longer reaches back: the worst release in those
                 # time bins at every hop bounds it (loosely: each hop's worst, summed)
-                return float(window_max) / 1000, \
-                    f"release lateness max while the trace's echoes were in flight{where}"
+                return float(window_max) / 1000 + waited, \
+                    f"release lateness max while the trace's echoes were in flight{where} + the trace's wait for a CPU"
         return typical / 1000, f"release lateness p50{where}"
     if metric == "events.cut_total_ms":
         return 2 * (fidelity.apply_error_max_us or 0.0) / 1000, "twice the timeline's application error"

@@ -18,8 +18,9 @@ early and name the moment), then
 It prints one JSON object: {"target", "source", "asked_ns" (the moment it was
 asked for), "at_ns" (when it began: later on a starved CPU), "hops": [address
 or null per TTL, up to the target], "reached": bool, "rtt_ms": [...],
-"ping_sent_ns": [when each answered echo left, CLOCK_REALTIME]}: the engine's
-lateness in that window bounds how far the run could have moved the RTTs.
+"ping_sent_ns": [when each answered echo left, CLOCK_REALTIME], "runqueue_wait_ms":
+how long the trace waited for a CPU meanwhile}: the engine's stalls in that window
+and that wait bound how far the run could have moved the RTTs.
 `hops_to_nodes` maps the addresses to node names with the run's address plan.
 """
 
@@ -107,6 +108,7 @@ def run_trace(target: str, at_ns: int, max_hops: int, timeout_s: float, pings: i
     hops, reached = hops_from_answers(answers, dst, max_hops)
     rtts: list[float] = []
     sent_ns: list[int] = []
+    waited_ns = runqueue_wait_ns()
     if pings > 0:
         echo = [IP(src=src, dst=dst, ttl=64) / ICMP(id=ident, seq=1000 + i) for i in range(pings)]
         answered, _ = sr(echo, timeout=timeout_s, inter=PING_GAP_S, verbose=0)
@@ -114,8 +116,24 @@ def run_trace(target: str, at_ns: int, max_hops: int, timeout_s: float, pings: i
             if int(got[ICMP].type) == 0:
                 rtts.append(round((float(got.time) - float(sent.sent_time or 0)) * 1000, 3))
                 sent_ns.append(int(float(sent.sent_time or 0) * 1e9))
+    # how long this process waited for a CPU while its echoes were out: scapy stamps
+    # the answers in user space, so a starved trace reads RTTs longer by up to that
+    waited_ms = max(0, runqueue_wait_ns() - waited_ns) / 1e6
     return {"target": target, "address": dst, "source": src, "asked_ns": at_ns, "at_ns": started, "hops": hops,
-            "reached": reached, "rtt_ms": rtts, "ping_sent_ns": sent_ns}
+            "reached": reached, "rtt_ms": rtts, "ping_sent_ns": sent_ns, "runqueue_wait_ms": waited_ms}
+
+
+def runqueue_wait_ns() -> int:
+    """The time this process's live threads have waited on a run queue (the second
+    field of each thread's /proc schedstat), ns; 0 where the kernel keeps none."""
+    total = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/schedstat") as stats:
+                total += int(stats.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
 
 
 def main(argv: list[str]) -> int:

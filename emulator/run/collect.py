@@ -169,6 +169,8 @@ class _Traces:
     incomplete: list[str] = field(default_factory=list)         # did not reach the target
     #: key -> (first echo sent, last answer back), CLOCK_REALTIME ns: when its RTTs were measured
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: key -> how long the trace waited for a CPU while its echoes were out, ms
+    waits: dict[str, float] = field(default_factory=dict)
 
 
 def _traces(plan: RunPlan, recording: Recording, errors: list[str]) -> _Traces:
@@ -200,6 +202,7 @@ def _traces(plan: RunPlan, recording: Recording, errors: list[str]) -> _Traces:
             sent = [int(v) for v in data.get("ping_sent_ns", [])]
             if sent and len(sent) == len(data["rtt_ms"]):
                 out.windows[key] = (min(sent), max(t + int(float(r) * 1e6) for t, r in zip(sent, data["rtt_ms"])))
+                out.waits[key] = float(data.get("runqueue_wait_ms", 0.0))
         except (ValueError, KeyError, TypeError) as exc:
             errors.append(f"trace {key}: no result ({exc})")
             out.results[key] = None
@@ -211,17 +214,21 @@ def _applied(plan: RunPlan, t0_ns: int) -> list[tuple[str, str, str, int]]:
     return [(s.label, s.label.rstrip("0123456789"), s.link, t0_ns + s.at_ns) for s in plan.steps if s.label]
 
 
-def trace_windows(plan: RunPlan, t0_ns: int, traces: _Traces) -> dict[str, tuple[int, int]]:
-    """When each routing step's traced RTTs were measured, keyed as Fidelity.paths is
-    (`routing.<step>.before|after`): the trace before the step, and the one before the next."""
+def trace_keys(plan: RunPlan, t0_ns: int) -> dict[str, str]:
+    """Each routing step's traced RTTs, keyed as Fidelity.paths is (`routing.<step>.before|after`),
+    -> the trace that measured them: the one before the step, and the one before the next (or the final)."""
     steps = failover.step_windows(_applied(plan, t0_ns), t0_ns + plan.duration_ns + int(GRACE_S * 1e9))
-    keys = [f"before:{step.label}" for step in steps[1:]] + ["final"]
+    after = [f"before:{step.label}" for step in steps[1:]] + ["final"]
     out = {}
-    for step, after in zip(steps, keys):
-        for side, key in (("before", f"before:{step.label}"), ("after", after)):
-            if key in traces.windows:
-                out[f"routing.{step.label}.{side}"] = traces.windows[key]
+    for step, next_key in zip(steps, after):
+        out[f"routing.{step.label}.before"] = f"before:{step.label}"
+        out[f"routing.{step.label}.after"] = next_key
     return out
+
+
+def trace_windows(plan: RunPlan, t0_ns: int, traces: _Traces) -> dict[str, tuple[int, int]]:
+    """When each routing step's traced RTTs were measured (trace_keys), CLOCK_REALTIME ns."""
+    return {name: traces.windows[key] for name, key in trace_keys(plan, t0_ns).items() if key in traces.windows}
 
 
 def failover_metrics(scenario: Scenario, plan: RunPlan, recording: Recording, traces: _Traces,
@@ -439,6 +446,9 @@ def collect(scenario: Scenario, plan: RunPlan, recording: Recording) -> Collecte
                                   {name: _pacing(recording.streams[name]) for name in summaries},
                                   metrics["events.apply_error_max_us"], paths, jitter_windows(scenario, t0), floors,
                                   pairs, trace_windows(plan, t0, traces))
+    for name, key in trace_keys(plan, t0).items():
+        if key in traces.waits and name in fidelity.paths:
+            fidelity.paths[name]["trace_wait_ms"] = traces.waits[key]
     fidelity.late_traces = dict(traces.late)
     fidelity.unanswered_traces = list(traces.unanswered)
     fidelity.incomplete_traces = list(traces.incomplete)

@@ -89,3 +89,11 @@ def test_constant_trace_round_trips_through_text() -> None:
 def test_constant_trace_rejects(rate: float, period: int) -> None:
     with pytest.raises(InputError):
         make_constant_trace(rate, period)
+
+
+def test_the_run_queue_wait_is_read_from_schedstat() -> None:
+    from emulator.routing.trace import runqueue_wait_ns
+
+    first = runqueue_wait_ns()
+    sum(range(200_000))           # run a little: the figure only grows
+    assert isinstance(first, int) and 0 <= first <= runqueue_wait_ns()

@@ -303,6 +303,15 @@ def test_a_traced_rtt_is_judged_on_the_stalls_while_its_echoes_were_in_flight() 
     # stalls only add delay: a value inside its bound keeps the p50 rule, however long they were
     # (a quiet repeat run: 3.27 ms of stalls round the echoes, the RTT 1.51 ms inside its bound)
     assert judge(result("routing.cut1.rtt_before_ms", 86.27, 86.06, 87.78), traced(3.27, 19000.0)) == ("pass", "")
+    # a repeat run under stress-ng, 2026-12-04: the ring's rtt_after 46.37 ms against <= 43
+    # with no stall round the echoes, a plain fail: the trace (which stamps its answers in
+    # user space) had waited for a CPU; that wait now counts as the run's error too
+    waited = traced(0.0, 900.0)
+    waited.paths["routing.cut1.before"]["trace_wait_ms"] = 4.0
+    verdict, reason = judge(result("routing.cut1.rtt_before_ms", 88.262, 86.06, 87.78), waited)
+    assert verdict == "inconclusive" and "the trace's wait for a CPU" in reason
+    waited.paths["routing.cut1.before"]["trace_wait_ms"] = 0.1      # a short wait cannot explain 0.48 ms
+    assert judge(result("routing.cut1.rtt_before_ms", 88.262, 86.06, 87.78), waited) == ("fail", "")
     # the stall ring no longer reaching back: the summed worst releases bound it instead
     verdict, reason = judge(result("routing.cut1.rtt_before_ms", 88.262, 86.06, 87.78), traced(None, 24948.0))
     assert verdict == "inconclusive" and "release lateness max while" in reason
