@@ -33,12 +33,18 @@ PREFLIGHT_TIMEOUT_S = 60.0
 
 
 def _scenario(tmp_path: Path, delay: str, name: str = "across.yaml") -> Path:
-    """Two hosts on two machines, joined by one link of `delay` with 1 ms of jitter of its own."""
+    """Two hosts on two machines, joined by one link of `delay` with 5 ms of jitter of its own.
+
+    The jitter is what the underlay's spread may reach (the rule: the link's jitter
+    plus 50 µs). The echoes' two ends here are Python on a 2-vCPU VM, whose p99 less
+    median reached 1.5 ms one way in a fresh-clone CI run: this test is about
+    measuring the underlay and taking it off, the noise rule has its own unit test
+    (tests/unit/test_underlay.py)."""
     path = tmp_path / name
     path.write_text(
         "name: across\n"
         "nodes:\n  europe: {role: host}\n  asia: {role: host}\n"
-        f"links:\n  europe-asia: {{ends: [europe, asia], delay: {delay}, jitter: 1ms}}\n"
+        f"links:\n  europe-asia: {{ends: [europe, asia], delay: {delay}, jitter: 5ms}}\n"
         "placement:\n  host1: [europe]\n  host2: [asia]\n")
     return path
 
@@ -117,7 +123,7 @@ def test_the_preflight_measures_the_underlay_and_takes_it_off_the_link(agents: A
             late = _release_lateness_p50_us(before, agents.testbed.stats(),
                                             [("left-right", "a_to_b"), ("left-right", "b_to_a")]) * 1e3 / 2
         if result.returncode == 2 and "varies" in result.stderr:
-            # over the link's 1 ms of jitter + 50 us: the nodes' Python, not the link, on a loaded host
+            # over the link's 5 ms of jitter + 50 us: the nodes' Python, not the link, on a loaded host
             fail_or_inconclusive(host, f"the underlay's spread was refused: {result.stderr.strip()}")
         assert result.returncode == 0, result.stderr
         return {**json.loads(result.stdout), "late_ns": late, "host": host}
