@@ -33,18 +33,19 @@ PREFLIGHT_TIMEOUT_S = 60.0
 
 
 def _scenario(tmp_path: Path, delay: str, name: str = "across.yaml") -> Path:
-    """Two hosts on two machines, joined by one link of `delay` with 5 ms of jitter of its own.
+    """Two hosts on two machines, joined by one link of `delay` with 20 ms of jitter of its own.
 
     The jitter is what the underlay's spread may reach (the rule: the link's jitter
     plus 50 µs). The echoes' two ends here are Python on a 2-vCPU VM, whose p99 less
-    median reached 1.5 ms one way in a fresh-clone CI run: this test is about
+    median reached 1.5 ms one way in a quiet fresh-clone CI run and 2.1 ms beside
+    stress-ng: this test is about
     measuring the underlay and taking it off, the noise rule has its own unit test
     (tests/unit/test_underlay.py)."""
     path = tmp_path / name
     path.write_text(
         "name: across\n"
         "nodes:\n  europe: {role: host}\n  asia: {role: host}\n"
-        f"links:\n  europe-asia: {{ends: [europe, asia], delay: {delay}, jitter: 5ms}}\n"
+        f"links:\n  europe-asia: {{ends: [europe, asia], delay: {delay}, jitter: 20ms}}\n"
         "placement:\n  host1: [europe]\n  host2: [asia]\n")
     return path
 
@@ -112,7 +113,7 @@ def agents(make_testbed: Any, tmp_path: Path) -> Iterator[Agents]:
 def test_the_preflight_measures_the_underlay_and_takes_it_off_the_link(agents: Agents, tmp_path: Path) -> None:
     assert "host1: listening at" in agents.start("left", "host1")
     agents.start("right", "host2")
-    scenario = _scenario(tmp_path, "10ms")
+    scenario = _scenario(tmp_path, "50ms")
 
     def measured() -> dict:
         """The preflight's JSON, with the engine's lateness over it (`late_ns`, one way's share)."""
@@ -123,7 +124,7 @@ def test_the_preflight_measures_the_underlay_and_takes_it_off_the_link(agents: A
             late = _release_lateness_p50_us(before, agents.testbed.stats(),
                                             [("left-right", "a_to_b"), ("left-right", "b_to_a")]) * 1e3 / 2
         if result.returncode == 2 and "varies" in result.stderr:
-            # over the link's 5 ms of jitter + 50 us: the nodes' Python, not the link, on a loaded host
+            # over the link's 20 ms of jitter + 50 us: the nodes' Python, not the link, on a loaded host
             fail_or_inconclusive(host, f"the underlay's spread was refused: {result.stderr.strip()}")
         assert result.returncode == 0, result.stderr
         return {**json.loads(result.stdout), "late_ns": late, "host": host}
@@ -132,11 +133,11 @@ def test_the_preflight_measures_the_underlay_and_takes_it_off_the_link(agents: A
     underlay = found["underlays"][0]
     assert underlay["machines"] == ["host1", "host2"] and underlay["echoes"] == 200 and underlay["lost"] == 0
     assert found["agents"]["host2"]["machine"] == "host2" and found["agents"]["host1"]["protocol"] == 1
-    # the rule, applied exactly: the engine of host1 (europe's) gives the link 10 ms less the underlay
+    # the rule, applied exactly: the engine of host1 (europe's) gives the link 50 ms less the underlay
     link = found["crossing"][0]
     assert link["link"] == "europe-asia" and link["owner"] == "host1"
-    assert link["carried_delay_ns"] == {"a_to_b": 10_000_000 - underlay["delay_ns"],
-                                        "b_to_a": 10_000_000 - underlay["delay_ns"]}
+    assert link["carried_delay_ns"] == {"a_to_b": 50_000_000 - underlay["delay_ns"],
+                                        "b_to_a": 50_000_000 - underlay["delay_ns"]}
 
     # The same with the underlay link's delay at 0: what the veths, the stacks and
     # the two Python ends cost (this VM's base, no fixed figure serves).
@@ -149,9 +150,12 @@ def test_the_preflight_measures_the_underlay_and_takes_it_off_the_link(agents: A
     # its configured 2 ms. Above: half the round trip is 2 ms + half the base (measured
     # just after, at delay 0: base_delay) + half the two releases' lateness (the
     # engine's p50 from its histogram, per release, at most 2x over: `late_ns`);
-    # allowed: that, plus 0.05 ms for two medians of 200 echoes on a quiet host.
+    # allowed: that, plus how far two medians of 200 Python echoes taken one after the
+    # other drift: 0.05 ms on a quiet host, and beside a loaded core as far as the
+    # echoes' own spread (the measurement's p99 less median, which it reports). In a
+    # stressed run: 2085 us against 2 ms + base 18 us, with no spread allowed, failed.
     assert delay >= UNDERLAY_DELAY_NS, f"the underlay measured {delay} ns, under its configured {UNDERLAY_DELAY_NS}"
-    allowed = UNDERLAY_DELAY_NS + base_delay + found["late_ns"] + 50_000
+    allowed = UNDERLAY_DELAY_NS + base_delay + found["late_ns"] + max(50_000, underlay["spread_ns"])
     if delay > allowed:
         fail_or_inconclusive(found["host"], f"underlay {delay} ns vs 2 ms + base {base_delay} + lateness {found['late_ns']} + 0.05 ms")
 
