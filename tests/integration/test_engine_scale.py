@@ -51,7 +51,11 @@ for seq in range(count):
 
 RECEIVER = r"""
 import socket, struct, sys
+SO_RCVBUFFORCE = 33     # <asm-generic/socket.h>; not in Python's socket module
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# room for the whole stream (4000 x ~1 KiB of skb), so a receiver starved of CPU
+# loses nothing to its socket
+s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
 s.bind(("0.0.0.0", %d))
 s.settimeout(3.0)
 print("ready", flush=True)
@@ -61,8 +65,20 @@ try:
         seen.append(struct.unpack("!Q", s.recv(2048)[:8])[0])
 except socket.timeout:
     pass
-print(" ".join(map(str, seen)), flush=True)
+# what the socket dropped, counted to the end (SO_RXQ_OVFL would miss a lost
+# tail: it rides on the next datagram received): /proc/net/udp's last column
+port = "%%04X" %% s.getsockname()[1]
+with open("/proc/net/udp") as table:
+    dropped = sum(int(row.split()[-1]) for row in table if row.split()[1].endswith(":" + port))
+print(dropped, " ".join(map(str, seen)), flush=True)
 """ % UDP_PORT
+
+
+def softnet_dropped() -> int:
+    """Frames the kernel dropped from its per-CPU input backlogs (all namespaces):
+    /proc/net/softnet_stat's second column, hex, one row per CPU."""
+    with open("/proc/net/softnet_stat") as stat:
+        return sum(int(row.split()[1], 16) for row in stat if row.strip())
 
 
 class Sniffer:
@@ -107,9 +123,9 @@ class Sniffer:
         return self.stamps
 
 
-def stream_through(testbed: Any, count: int, gap_ns: int, during: Any) -> list[int]:
+def stream_through(testbed: Any, count: int, gap_ns: int, during: Any) -> tuple[list[int], int]:
     """Send `count` datagrams europe -> asia `gap_ns` apart, call `during()` once
-    they flow; the sequence numbers asia received."""
+    they flow; the sequence numbers asia received, and how many its socket dropped."""
     receiver = testbed.popen("asia", [sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -125,7 +141,8 @@ def stream_through(testbed: Any, count: int, gap_ns: int, during: Any) -> list[i
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    return [int(v) for v in out.split()]
+    dropped, *seen = (int(v) for v in out.split())
+    return seen, dropped
 
 
 @needs_ping
@@ -153,10 +170,13 @@ def test_scheduled_cut_drops_exactly_the_frames_that_arrived_after_its_instant(m
             {"at_ns": window["restore"], "link": CABLE, "kind": "restore", "direction": "both"},
         ])
 
+    backlog_drops = softnet_dropped()
     try:
-        received = set(stream_through(testbed, 4000, 100_000, schedule_cut))
+        seen, socket_drops = stream_through(testbed, 4000, 100_000, schedule_cut)
     finally:
         stamps = sniffer.close()
+    backlog_drops = softnet_dropped() - backlog_drops
+    received = set(seen)
     cut_at, restore_at = window["cut"], window["restore"]
     assert len(stamps) >= 3900, f"the sniffer saw {len(stamps)} of 4000 datagrams"
     inside = {seq for seq, t in stamps.items() if cut_at <= t < restore_at}
@@ -164,7 +184,17 @@ def test_scheduled_cut_drops_exactly_the_frames_that_arrived_after_its_instant(m
     assert len(inside) >= 100, f"only {len(inside)} datagrams reached the cable during the cut"
     # The rule, frame by frame: arrived before the instant -> judged before it.
     assert not inside & received, f"delivered although they arrived during the cut: {sorted(inside & received)[:10]}"
-    assert outside <= received, f"lost although they arrived outside the cut: {sorted(outside - received)[:10]}"
+    lost = sorted(outside - received)
+    if lost and (socket_drops or backlog_drops):
+        # Not the engine's doing: the host's kernel dropped frames past the
+        # engine. (A CI run under 34.5 % CPU steal lost datagrams 3329-3999 of
+        # a receiver with the default 208 KiB buffer, before these counts.)
+        # The engine's rule cannot be judged on this run: inconclusive, as a
+        # scenario's verdict would be, with the counts that say why.
+        pytest.skip(f"inconclusive: {len(lost)} datagrams lost past the engine "
+                    f"(receiver socket dropped {socket_drops}, kernel backlogs {backlog_drops})")
+    assert not lost, (f"lost although they arrived outside the cut: {lost[:10]} "
+                      f"({len(lost)}; the host dropped none: socket 0, backlogs 0)")
     # The engine's own account names the same frames either side of each instant.
     status = testbed.schedule_status()
     cut, restore = (entry["directions"][sumgait_to_aktau] for entry in status)
