@@ -32,13 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: the modules whose tests judge timing: every shipped scenario, failover with
-#: BIRD and FRR, carrier cuts, the engine's delay and live changes, the probes
+#: BIRD and FRR, carrier cuts, the engine's delay, live changes and scheduled cuts,
+#: the probes
 TIMING_MODULES = (
     "tests/integration/test_scenarios.py",
     "tests/integration/test_failover.py",
     "tests/integration/test_frr.py",
     "tests/integration/test_carrier.py",
     "tests/integration/test_engine.py",
+    "tests/integration/test_engine_scale.py",
     "tests/integration/test_traffic.py",
 )
 
