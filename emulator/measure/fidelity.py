@@ -102,12 +102,21 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
     each hop's p50, p99, mean (upper bound), max and sum of lateness changes
     summed, since a frame can be late at every hop.
 
-    The sum of per-hop quantiles bounds the path's quantile from above when the
-    hops are late together (one busy loop serves them all) and overstates it
-    otherwise: a conservative figure, as the log2 bin edges already are. A hop
-    with no releases adds nothing; a path with none anywhere has None.
+    The sum of per-hop quantiles is the path's quantile when the hops are late
+    together (one busy loop serves them all); when they are late apart it can
+    fall short of it (nine hops each late by 0.1 ms 40 % of the time: every
+    hop's p50 is 0, the path's is 0.4 ms). `lateness_median_bound_us` bounds the
+    path's median whatever the hops do: the path is later than the sum of
+    each hop's 1 - 1/(2h) quantile only if some hop is later than its own,
+    which happens with probability at most h x 1/(2h) = 1/2 (the union bound).
+    A two-machine run on a 2-core VM showed the difference: 9 hops' p50s
+    summed to 15-21 µs, the probes' engine-stamped median OWD stood 0.26 ms
+    higher than on one machine. The log2 bin edges make every figure an
+    upper one. A hop with no releases adds nothing; a path with none anywhere
+    has None.
     """
-    sums: dict[float, float | None] = {0.5: None, 0.99: None}
+    median_quantile = 1 - 1 / (2 * len(hops)) if hops else 0.5
+    sums: dict[float, float | None] = {0.5: None, 0.99: None, median_quantile: None}
     late_max = 0.0
     mean: float | None = None
     change: float | None = 0.0
@@ -125,6 +134,7 @@ def path_lateness(stats: dict[str, Any], hops: list[tuple[str, str]]) -> dict[st
                 sums[quantile] = bound if total is None else total + bound
         late_max += counters["release_lateness"]["max_ns"] / 1e3
     return {"hops": float(len(hops)), "lateness_p50_us": sums[0.5], "lateness_p99_us": sums[0.99],
+            "lateness_median_bound_us": sums[median_quantile],
             "lateness_mean_us": mean, "lateness_max_us": late_max,
             "lateness_change_sum_us": change if hops else None}
 

@@ -240,6 +240,7 @@ def test_lateness_adds_up_along_a_path() -> None:
     # 900 of 1000 below 8 µs: p50 bound 8; the top 10 % in <64us: p99 bound 64
     # the mean at the bins' upper edges: (900 x 8 + 100 x 64) / 1000
     assert path_lateness(stats, [("x", "a_to_b")]) == {"hops": 1.0, "lateness_p50_us": 8.0, "lateness_p99_us": 64.0,
+                                                        "lateness_median_bound_us": 8.0,
                                                         "lateness_mean_us": 13.6, "lateness_max_us": 500.0,
                                                         "lateness_change_sum_us": None}
     # two hops: 8 + 16 µs typical, 64 + 16384 (the open top bin at its lower edge) in the tail
@@ -471,3 +472,25 @@ def test_a_longest_gap_is_judged_on_the_senders_lateness_inside_its_gaps() -> No
     pacing["probe"]["gap_late_max_ms"] = 30.0
     verdict, reason = judge(result("probe.longest_gap_ms", 75.0, None, 100.0), fidelity)
     assert verdict == "inconclusive" and "inside a gap" in reason
+
+
+def test_a_median_over_its_bound_weighs_hops_late_apart() -> None:
+    """Nine hops each late by up to 128 µs (its log2 bin) for 40 % of their releases: every hop's p50
+    is under 1 µs, yet the path's median can be 0.4 x 9 x 128 µs late when the hops
+    are late apart. Its union bound: each hop's p(1 - 1/18) = p94.4, 128 µs, summed."""
+    from emulator.measure.fidelity import path_lateness
+
+    histogram = {f"<{1 << k}us": 0 for k in range(15)} | {">=16384us": 0}
+    histogram["<1us"], histogram["<128us"] = 600, 400
+    stats = {f"l{k}": {"a_to_b": {"release_lateness": {"histogram": dict(histogram), "max_ns": 120_000}}}
+             for k in range(9)}
+    path = path_lateness(stats, [(f"l{k}", "a_to_b") for k in range(9)])
+    assert path["lateness_p50_us"] == 9.0 and path["lateness_median_bound_us"] == 9 * 128.0
+    fidelity = Fidelity(lateness_p50_us=1.0, lateness_p99_us=128.0, lateness_max_us=120.0, paths={"probe": path})
+    # 0.5 ms over the bound: more than 9 µs could explain, not more than 1.15 ms
+    verdict, reason = judge(result("probe.owd_median_ms", 43.9, 43.03, 43.4), fidelity)
+    assert verdict == "inconclusive" and "median release lateness bound" in reason, reason
+    # 2 ms over it is a fail whatever the hops did
+    assert judge(result("probe.owd_median_ms", 45.4, 43.03, 43.4), fidelity) == ("fail", "")
+    # inside its bound the p50 rule stands: a pass
+    assert judge(result("probe.owd_median_ms", 43.2, 43.03, 43.4), fidelity) == ("pass", "")
