@@ -189,6 +189,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"caspian: testbed {testbed.state.prefix} is up ({len(topology.nodes)} nodes, "
           f"{len(topology.links)} links; engine pid {testbed.engine_pid}, "
           f"{testbed.engine_options.shards} shard{'s' if testbed.engine_options.shards != 1 else ''})")
+    if testbed.machines is not None:
+        from emulator.report.console import placement_line
+
+        print(f"  {placement_line(testbed.placement_summary())}")
     print(f"  try: caspian exec {topology.nodes[0].name} -- ping {topology.nodes[-1].name}")
     print("  stop it with: caspian down")
     return EXIT_OK

@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from emulator.engine.control import EngineClient
 from emulator.engine.fastpath import EngineOptions, LinkSpec
+from emulator.engine.machines import MachineEngines, resolve_placement
 from emulator.engine.process import EngineProcess
 from emulator.engine.shards import default_shards
 from emulator.errors import EngineError, InputError, TestbedError
 from emulator.model.direction import each_direction
 from emulator.model.linkparams import LinkParams
 from emulator.model.netem import parse_netem_words
+from emulator.model.underlay import Underlay, carried, from_rtts
 from emulator.network.signals import shielded
 from emulator.network.state import DEFAULT_ROOT, RunState
 from emulator.network.teardown import teardown
@@ -38,6 +40,7 @@ from emulator.scenario.scenario import Scenario
 from emulator.scenario.topology import Topology
 
 if TYPE_CHECKING:
+    from emulator.network.machines import MachinesPlan
     from emulator.network.network import Network
     from emulator.routing.daemons import RoutingDaemons
 
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 FRAME_OVERHEAD_BYTES = 18
 #: How long routing daemons may take to give every router a route to every node
 CONVERGENCE_TIMEOUT_S = 30.0
+#: kernel-stamped echoes that measure a simulated underlay (the preflight's count)
+UNDERLAY_ECHOES = 200
 
 
 def engine_shards(topology: Topology, asked: int | None) -> int:
@@ -95,9 +100,15 @@ class Testbed:
                                       shards=engine_shards(topology, shards))
         self.state: RunState | None = None
         self.network: "Network | None" = None   # once built
-        self.engine: EngineClient | None = None
+        self.engine: EngineClient | MachineEngines | None = None
         self.engine_pid: int | None = None
         self._engine_process: EngineProcess | None = None
+        #: the machines simulated on this host (`placement:` with `underlay:`), else None
+        self.machines: "MachinesPlan | None" = None
+        #: their engines, the underlay's last (the first is `_engine_process`)
+        self._more_engines: list[EngineProcess] = []
+        #: the underlay between the machines as measured at start (None: one machine)
+        self.underlay: Underlay | None = None
         #: the routing daemons (emulator.routing.registry picks BIRD's or FRR's) when
         #: routing runs in daemons, else None
         self.routing: "RoutingDaemons | None" = None
@@ -120,14 +131,21 @@ class Testbed:
         # exists, so a plan that cannot work (ScenarioError) creates nothing
         # and a signal during planning has nothing to clean up.
         planned = layout(self.topology)
+        placement = resolve_placement(self.topology) if self.topology.underlay is not None else None
         self.state = RunState.create(self.state_root)
         try:
+            if placement is not None:
+                from emulator.network.machines import machines_plan
+
+                self.machines = machines_plan(self.topology, placement, self.state.prefix)
             self.network = Network.build(self.topology, self.state, rx_cpus=self.engine_options.receive_cpu_mask(),
-                                         layout_=planned)
+                                         layout_=planned, machines=self.machines)
             self._start_engine()
             if self.topology.dynamic_routing:
                 self._start_routing()
         except BaseException:
+            with shielded():
+                self._stop_engines()    # reaped here, not left to teardown's kill by PID
             teardown(self.state)  # holds back a signal until it is done
             raise
         return self
@@ -145,19 +163,23 @@ class Testbed:
         if self.state is None:
             return []
         daemons, self.routing = self.routing, None  # recorded processes: teardown stops them
-        if self._engine_process is not None:
-            try:
-                self._engine_process.stop(timeout_s=2.0)
-            except (EngineError, OSError):
-                pass  # teardown kills it by PID
-            self._engine_process = None
-            self.engine = None
+        self._stop_engines()
         problems = teardown(self.state)
         if daemons is not None:
             for proc in daemons.processes.values():
                 proc.poll()  # reap the daemons teardown stopped
         self.state = None
         return problems
+
+    def _stop_engines(self) -> None:
+        """Stop every engine process this testbed started, and reap it."""
+        for process in [*([self._engine_process] if self._engine_process else []), *self._more_engines]:
+            try:
+                process.stop(timeout_s=2.0)
+            except (EngineError, OSError):
+                pass  # teardown kills it by PID
+        self._engine_process, self._more_engines = None, []
+        self.engine = None
 
     def __enter__(self) -> "Testbed":
         return self.start()
@@ -204,9 +226,94 @@ class Testbed:
             # here, not in the engine process, so a value the engine cannot hold
             # is one InputError naming its link rather than an engine that died
             spec.engine_params()
+        if self.machines is not None:
+            self._start_machine_engines(specs)
+            return
         self._engine_process = EngineProcess(self.state, self.built().wire_netns, specs, self.engine_options)
         self.engine = self._engine_process.start()
         self.engine_pid = self._engine_process.pid
+
+    def _start_machine_engines(self, specs: list[LinkSpec]) -> None:
+        """The simulated machines' engines: the underlay's first, measured, then one per
+        machine forwarding its links, a crossing link's delay less the underlay's."""
+        from emulator.measure.icmp_echo import round_trips
+        from emulator.network.machines import UNDERLAY_LINK, UNDERLAY_MTU
+
+        assert self.state is not None and self.machines is not None and self.topology.underlay is not None
+        machines, simulated = self.machines, self.topology.underlay
+        first, second = machines.machines
+        underlay_params = LinkParams(delay_ns=simulated.delay_ns, jitter_ns=simulated.jitter_ns)
+        count = len(self.topology.links)
+        underlay_spec = LinkSpec(
+            name=UNDERLAY_LINK, a_node=first, b_node=second, a_ifname=machines.underlay_ends[0],
+            b_ifname=machines.underlay_ends[1], max_frame=UNDERLAY_MTU + FRAME_OVERHEAD_BYTES,
+            a_to_b=underlay_params, b_to_a=underlay_params,
+            seed_a_to_b=direction_seed(self.seed, count, 0), seed_b_to_a=direction_seed(self.seed, count, 1))
+        options = replace(self.engine_options, shards=1)
+        underlay_engine = EngineProcess(self.state, machines.underlay_netns, [underlay_spec], options)
+        self._more_engines.append(underlay_engine)
+        underlay_client = underlay_engine.start()
+        # the underlay as the run would measure a real one: kernel-stamped echoes
+        # from the first machine's wire namespace to the second's address
+        self.underlay = from_rtts(round_trips(machines.wire_netns[first], machines.underlay_address[second],
+                                              UNDERLAY_ECHOES))
+        ends: dict[str, LinkSpec] = {}
+        link_machine: dict[str, str] = {}
+        underlays: dict[str, Underlay] = {}
+        for spec in specs:
+            crossing = machines.crossing_link(spec.name)
+            if crossing is None:
+                link_machine[spec.name] = machines.placement.machine_of(spec.a_node)
+                ends[spec.name] = spec
+                continue
+            # the owner's engine: its own end and the tunnel, the delay less the underlay's
+            link_machine[spec.name] = crossing.owner
+            underlays[spec.name] = self.underlay
+            ends[spec.name] = replace(
+                spec, a_ifname=crossing.owner_end, b_ifname=crossing.vxlan,
+                a_to_b=carried(spec.name, "a_to_b", spec.a_to_b, self.underlay, check_spread=False),
+                b_to_a=carried(spec.name, "b_to_a", spec.b_to_a, self.underlay, check_spread=False))
+        clients: dict[str, EngineClient] = {}
+        sockets: dict[str, str] = {}
+        for machine in machines.machines:
+            mine = [ends[s.name] for s in specs if link_machine[s.name] == machine]
+            if not mine:
+                continue    # every link of this machine crosses and is the other's
+            process = EngineProcess(self.state, machines.wire_netns[machine], mine, options)
+            if self._engine_process is None:
+                self._engine_process = process
+            else:
+                self._more_engines.insert(0, process)
+            clients[machine] = process.start()
+            sockets[machine] = clients[machine].socket_path
+        self.engine = MachineEngines(clients, link_machine, underlays, [(UNDERLAY_LINK, underlay_client)],
+                                     check_spread=False)
+        assert self._engine_process is not None
+        self.engine_pid = self._engine_process.pid
+        self.state.set_meta("machine_engines", {
+            "engines": sockets, "links": link_machine,
+            "underlay_engine": underlay_client.socket_path,
+            "underlay": {"delay_ns": self.underlay.delay_ns, "spread_ns": self.underlay.spread_ns,
+                         "echoes": self.underlay.echoes},
+            "crossing": sorted(underlays)})
+
+    def placement_summary(self) -> dict[str, Any]:
+        """Where the nodes ran and how the crossing links were carried (report.json's
+        `placement`); {} on one machine."""
+        if self.machines is None or self.underlay is None or self.topology.underlay is None:
+            return {}
+        summary: dict[str, Any] = self.machines.to_dict()
+        summary["underlay"] = {
+            "simulated": self.topology.underlay.to_dict(),
+            "measured_delay_ms": self.underlay.delay_ns / 1e6, "measured_spread_ms": self.underlay.spread_ns / 1e6,
+            "echoes": self.underlay.echoes,
+            "method": "ICMP echo, kernel receive stamps, half the median round trip; spread: p99 less median"}
+        for name, entry in summary["crossing"].items():
+            link = self.topology.link(name)
+            entry["configured_delay_ms"] = {"a_to_b": link.a_to_b.delay_ns / 1e6, "b_to_a": link.b_to_a.delay_ns / 1e6}
+            entry["engine_delay_ms"] = {d: (getattr(link, d).delay_ns - self.underlay.delay_ns) / 1e6
+                                        for d in ("a_to_b", "b_to_a")}
+        return summary
 
     def _start_routing(self) -> None:
         """Start the routing daemons in every router (the engine forwards their packets) and wait for convergence."""
@@ -228,7 +335,7 @@ class Testbed:
             raise TestbedError("the testbed is not running")
         return self.network
 
-    def _client(self) -> EngineClient:
+    def _client(self) -> EngineClient | MachineEngines:
         if self.engine is None:
             raise TestbedError("the testbed is not running")
         return self.engine
@@ -279,7 +386,15 @@ class AttachedTestbed:
             raise TestbedError(f"run {run.prefix} was not fully started (see {run.dir})")
         self.nodes: dict[str, str] = network["nodes"]
         self.hosts_file: str = network["hosts_file"]
-        self.engine = EngineClient(engine["control_socket"])
+        self.engine: EngineClient | MachineEngines = EngineClient(engine["control_socket"])
+        across = run.get_meta("machine_engines")
+        if across:
+            measured = across["underlay"]
+            underlay = Underlay(measured["delay_ns"], measured["spread_ns"], measured["echoes"])
+            self.engine = MachineEngines({m: EngineClient(path) for m, path in across["engines"].items()},
+                                         across["links"], {name: underlay for name in across["crossing"]},
+                                         [("underlay", EngineClient(across["underlay_engine"]))],
+                                         check_spread=False)
 
     def node_netns(self, node: str) -> str:
         try:
@@ -300,7 +415,7 @@ def keep_off_engine_cpu(pid: int, options: EngineOptions) -> None:
         pass  # already gone, or not ours to move: it still runs, only less tidily
 
 
-def set_link(client: EngineClient, link: str, words: str | Sequence[str] | LinkParams, direction: str) -> None:
+def set_link(client: EngineClient | MachineEngines, link: str, words: str | Sequence[str] | LinkParams, direction: str) -> None:
     """Apply netem words to each chosen direction's current parameters (or set LinkParams)."""
     if isinstance(words, LinkParams):
         client.set(link, words, direction)

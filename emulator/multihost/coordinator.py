@@ -27,10 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.engine.shards import link_weights
+from emulator.engine.machines import resolve_placement
 from emulator.errors import InputError
 from emulator.model.linkparams import LinkParams
-from emulator.model.placement import Placement, place_nodes
+from emulator.model.placement import Placement
 from emulator.model.underlay import Underlay, UnderlayTooSlow, carried, from_rtts
 from emulator.multihost.rpc import PROTOCOL, AgentClient, AgentRefused, AgentUnreachable, parse_address
 from emulator.scenario.placement_section import MACHINE_NAME
@@ -86,19 +86,6 @@ class Preflight:
                           "carried_delay_ns": {"a_to_b": c.a_to_b.delay_ns, "b_to_a": c.b_to_a.delay_ns}}
                          for c in self.crossing],
         }
-
-
-def resolve_placement(topology: Topology) -> Placement:
-    """The topology's placement as written, or split automatically when the file gives a count."""
-    given = topology.placement
-    if given is None:
-        raise InputError("the topology has no 'placement:' section", where=topology.source,
-                         fix="add 'placement: 2' or name each machine's nodes (docs/multihost.md)")
-    if isinstance(given, Placement):
-        return given
-    weights = link_weights([(link.a_to_b.rate_bps, link.b_to_a.rate_bps) for link in topology.links])
-    links = [(link.a.node, link.b.node, w) for link, w in zip(topology.links, weights)]
-    return place_nodes([node.name for node in topology.nodes], links, given)
 
 
 def read_agents(path: str | Path) -> dict[str, tuple[str, int]]:

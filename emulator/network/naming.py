@@ -43,6 +43,12 @@ def netns_name(prefix: str, node: str) -> str:
     return f"{prefix}-{node}"
 
 
+def of_run(prefix: str, netns: str) -> bool:
+    """True if namespace `netns` belongs to the run `prefix`: a node's (`{prefix}-NODE`),
+    the wire's, or one of the simulated machines' (`{prefix}+...`, emulator.network.machines)."""
+    return netns.startswith(prefix + "-") or netns.startswith(prefix + "+")
+
+
 def wire_netns_name(prefix: str) -> str:
     """The run's wire namespace, which holds the engine's link ends."""
     return f"{prefix}-wire"

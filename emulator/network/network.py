@@ -39,6 +39,7 @@ from typing import Any, Iterable, TypeVar
 from emulator.errors import TestbedError
 from emulator.network import kernel, naming, processes, rtnl
 from emulator.network.addressing import AddressPlan, Route, hosts_file_text
+from emulator.network.machines import MachinesPlan
 from emulator.network.plan import WIRE_MTU, Layout, NetworkPlan, layout, network_plan
 from emulator.network.state import RunState
 from emulator.network.signals import shielded
@@ -80,6 +81,19 @@ def _by_netns(records: Iterable[_Record]) -> dict[str, list[_Record]]:
     return grouped
 
 
+def _make_machines(machines: MachinesPlan, ioctl: dict[str, socket.socket]) -> None:
+    """The simulated machines' underlay, tunnels and bridges (`MachinesPlan.commands`),
+    by one `ip -batch` per namespace: a handful of objects, made once."""
+    for netns, lines in machines.commands().items():
+        done = subprocess.run(["ip", "-n", netns, "-batch", "-"], input="\n".join(lines) + "\n",
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise TestbedError(f"cannot make the simulated machines' devices in {netns}: "
+                               f"{done.stderr.strip() or done.stdout.strip()}")
+    for netns, ifname in machines.offloads_off():
+        kernel.offloads_off(ioctl[netns], ifname)
+
+
 class Network:
     """The kernel side of a testbed. Build with `Network.build`; use as a context manager."""
 
@@ -91,13 +105,17 @@ class Network:
         addresses: AddressPlan,
         routes: dict[str, list[Route]],
         plan: NetworkPlan | None = None,
+        machines: MachinesPlan | None = None,
     ) -> None:
         self.topology = topology
         self.run = run
         self.interfaces = interfaces
         self.addresses = addresses
         self.routes = routes
-        self.wire_netns = naming.wire_netns_name(run.prefix)
+        #: the machines simulated on this host, each with a wire namespace (None: one machine)
+        self.machines = machines
+        self.wire_netns = (next(iter(machines.wire_netns.values())) if machines is not None
+                           else naming.wire_netns_name(run.prefix))
         self.link_ends: dict[str, tuple[str, str]] = {
             link.name: naming.wire_ifnames(k) for k, link in enumerate(topology.links)
         }
@@ -118,9 +136,16 @@ class Network:
 
     # --- building ------------------------------------------------------------------
 
+    def wire_netns_of(self, link: str) -> tuple[str, str]:
+        """The wire namespaces of link `link`'s two wire-side ends (a, b)."""
+        if self.machines is None:
+            return (self.wire_netns, self.wire_netns)
+        found = self.topology.link(link)
+        return (self.machines.wire_netns_of(found.a.node), self.machines.wire_netns_of(found.b.node))
+
     @classmethod
     def build(cls, topology: Topology, run: RunState, *, rx_cpus: str | None = None,
-              layout_: Layout | None = None) -> "Network":
+              layout_: Layout | None = None, machines: MachinesPlan | None = None) -> "Network":
         """Create every namespace, veth, address, route and sysctl of `topology`.
 
         `layout_` is `plan.layout(topology)` when the caller has computed it
@@ -134,8 +159,8 @@ class Network:
         kernel.check_environment()
         lay = layout_ or layout(topology)
         # RPS is written by `steer_receive`, after the build, as before
-        plan = network_plan(topology, run.prefix, layout_=lay)
-        network = cls(topology, run, lay.interfaces, lay.addresses, lay.routes, plan)
+        plan = network_plan(topology, run.prefix, layout_=lay, machines=machines)
+        network = cls(topology, run, lay.interfaces, lay.addresses, lay.routes, plan, machines)
         try:
             network._build()
             # RPS masks are sysfs files of the host's root: a rootless sandbox
@@ -158,8 +183,11 @@ class Network:
 
         netlink: dict[str, rtnl.RtnlSocket] = {}
         ioctl: dict[str, socket.socket] = {}
-        wire_fd = os.open(kernel.netns_path(plan.wire_netns), os.O_RDONLY)
+        wires = [ns.name for ns in plan.namespaces if ns.node is None]
+        wire_fds: dict[str, int] = {}
         try:
+            for name in wires:
+                wire_fds[name] = os.open(kernel.netns_path(name), os.O_RDONLY)
             for ns in plan.namespaces:
                 netlink[ns.name] = rtnl.RtnlSocket(ns.name)
                 ioctl[ns.name] = kernel.netns_socket(ns.name)
@@ -168,7 +196,7 @@ class Network:
             for v in plan.veths:
                 netlink[v.netns].queue(
                     rtnl.new_veth(v.ifname, v.ifindex, v.mac, v.mtu, v.wire_ifname, v.wire_ifindex, v.wire_mac,
-                                  v.wire_mtu, wire_fd),
+                                  v.wire_mtu, wire_fds[v.wire_netns]),
                     f"create veth {v.ifname} <-> {v.wire_ifname} ({v.wire_netns})",
                 )
             for ns in plan.namespaces:
@@ -176,10 +204,11 @@ class Network:
             for ref in plan.offloads_off:
                 kernel.offloads_off(ioctl[ref.netns], ref.ifname)
             # The kernel ignores a veth peer's flags at creation: up here.
-            wire = netlink[plan.wire_netns]
-            for up in plan.of_netns("links_up", plan.wire_netns):
-                wire.queue(rtnl.set_link(up.ifindex, mtu=up.mtu), f"set {up.ifname} up")
-            wire.flush()
+            for name in wires:
+                wire = netlink[name]
+                for up in plan.of_netns("links_up", name):
+                    wire.queue(rtnl.set_link(up.ifindex, mtu=up.mtu), f"set {up.ifname} up")
+                wire.flush()
             self._per_node = {
                 kind: _by_netns(getattr(plan, kind)) for kind in ("links_up", "addresses", "routes", "neighbours")
             }
@@ -189,8 +218,11 @@ class Network:
             # contention), 4.3 s against 2.7 s for a 10x10 grid.
             for node in self.topology.nodes:
                 netlink[self.node_netns(node.name)].flush()
+            if self.machines is not None:
+                _make_machines(self.machines, ioctl)
         finally:
-            os.close(wire_fd)
+            for fd in wire_fds.values():
+                os.close(fd)
             for sock in netlink.values():
                 sock.close()
             for ioctl_sock in ioctl.values():
@@ -203,6 +235,7 @@ class Network:
             "network",
             {
                 "wire_netns": self.wire_netns,
+                **({"machines": self.machines.to_dict()} if self.machines is not None else {}),
                 "nodes": {n.name: self.node_netns(n.name) for n in self.topology.nodes},
                 "link_ends": self.link_ends,
                 "hosts_file": self.hosts_file,
@@ -301,6 +334,13 @@ class Network:
         values: dict[str, dict[str, str]] = defaultdict(dict)
         for (owner, _link), ifname in self.interfaces.items():
             values[self.node_netns(owner)][f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus"] = cpu_mask
+        if self.machines is not None:
+            # The simulated machines' underlay and tunnels: a frame a machine's
+            # engine (or the underlay's) sends is received, decapsulated and
+            # bridged by the kernel in that engine's context, on its CPU, where
+            # a deferred softirq waits behind the engines' real-time loops.
+            for netns, ifname in self.machines.offloads_off():
+                values[netns][f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus"] = cpu_mask
         write_in_namespaces(values)  # one child process for every namespace
         self.run.set_meta("rx_cpus", cpu_mask)
 

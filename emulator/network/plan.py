@@ -39,11 +39,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator.network import naming
 from emulator.network.addressing import AddressPlan, Route, address_plan, compute_routes
 from emulator.scenario.topology import Topology
+
+if TYPE_CHECKING:
+    from emulator.network.machines import MachinesPlan
 
 #: MTU of the wire-side ends: above any link MTU, so the engine sees oversized frames
 WIRE_MTU = 9000
@@ -299,20 +302,29 @@ def eui64_link_local(mac: str) -> str:
 
 
 def network_plan(
-    topology: Topology, prefix: str, *, rx_cpus: str | None = None, layout_: Layout | None = None
+    topology: Topology, prefix: str, *, rx_cpus: str | None = None, layout_: Layout | None = None,
+    machines: MachinesPlan | None = None,
 ) -> NetworkPlan:
     """Compile `topology` for the run `prefix` (see the module docstring).
 
     `rx_cpus` (a hex CPU mask) adds RPS on every node-side interface.
-    `layout_` reuses a `layout(topology)` already computed.
+    `layout_` reuses a `layout(topology)` already computed. `machines`: the
+    machines simulated here; each gets a wire namespace of its own (the
+    first one's is `wire_netns`), and the underlay's namespace is made too.
     """
     lay = layout_ or layout(topology)
     wire = naming.wire_netns_name(prefix)
+    # one wire namespace, or one per machine simulated here (emulator.network.machines)
+    wires = list(machines.wire_netns.values()) if machines is not None else [wire]
+    extra = [machines.underlay_netns] if machines is not None else []
 
     def netns(node: str) -> str:
         return naming.netns_name(prefix, node)
 
-    namespaces = [NamespaceSpec(wire, None, WIRE_SYSCTLS)] + [
+    def wire_of(node: str) -> str:
+        return machines.wire_netns_of(node) if machines is not None else wire
+
+    namespaces = [NamespaceSpec(name, None, WIRE_SYSCTLS) for name in wires + extra] + [
         NamespaceSpec(netns(node.name), node.name, node_sysctls(node.role == "router")) for node in topology.nodes
     ]
 
@@ -329,15 +341,18 @@ def network_plan(
                     link=link.name, end=end, node=name, netns=netns(name),
                     ifname=lay.interfaces[(name, link.name)], ifindex=index, mac=mac, mtu=link.mtu,
                     link_local=eui64_link_local(mac),
-                    wire_netns=wire, wire_ifname=wire_if, wire_ifindex=IFINDEX_BASE + 2 * k + (end == "b"),
+                    wire_netns=wire_of(name), wire_ifname=wire_if, wire_ifindex=IFINDEX_BASE + 2 * k + (end == "b"),
                     wire_mac=mac_address(prefix, k, end, wire=True), wire_mtu=WIRE_MTU,
                 )
             )
     by_end = {(v.node, v.link): v for v in veths}
     dev_index: dict[tuple[str, str], int] = {(v.node, v.ifname): v.ifindex for v in veths}
 
-    links_up = [LinkUpSpec(wire, "lo", LOOPBACK_IFINDEX)]
-    links_up += [LinkUpSpec(wire, v.wire_ifname, v.wire_ifindex) for v in sorted(veths, key=lambda v: v.wire_ifindex)]
+    links_up = []
+    for name in wires:
+        links_up.append(LinkUpSpec(name, "lo", LOOPBACK_IFINDEX))
+        links_up += [LinkUpSpec(name, v.wire_ifname, v.wire_ifindex)
+                     for v in sorted(veths, key=lambda v: v.wire_ifindex) if v.wire_netns == name]
     links_up += [LinkUpSpec(netns(node.name), "lo", LOOPBACK_IFINDEX) for node in topology.nodes]
 
     addresses: list[AddressSpec] = []
@@ -383,7 +398,7 @@ def network_plan(
     rps = [RpsSpec(v.netns, v.ifname, rx_cpus) for v in veths] if rx_cpus else []
     return NetworkPlan(
         prefix=prefix,
-        wire_netns=wire,
+        wire_netns=wires[0],
         namespaces=tuple(namespaces),
         veths=tuple(veths),
         links_up=tuple(links_up),

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from emulator.errors import TestbedError
 from emulator.network.kernel import NETNS_RUN_DIR
-from emulator.network.naming import is_prefix, new_prefix
+from emulator.network.naming import is_prefix, new_prefix, of_run
 
 DEFAULT_ROOT = "/run/caspian"
 STATE_FILE = "state.json"
@@ -238,6 +238,6 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _netns_with_prefix(prefix: str) -> bool:
     """Whether any named namespace of this prefix exists (a collision with another run)."""
     try:
-        return any(name.startswith(prefix + "-") for name in os.listdir(NETNS_RUN_DIR))
+        return any(of_run(prefix, name) for name in os.listdir(NETNS_RUN_DIR))
     except FileNotFoundError:
         return False

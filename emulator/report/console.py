@@ -181,6 +181,8 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
     failover = failover_table(report)
     for line in scale_lines(report):
         console.print(escape(line), soft_wrap=True)
+    if report.placement:
+        console.print(escape(placement_line(report.placement)), soft_wrap=True)
     for table in (assertions_table(report) if report.assertions else None, stream_table(report),
                   capacity_table(report), failover, drops_table(report.links)):
         if table is not None:
@@ -204,6 +206,15 @@ def print_report(report: Report, console: Console | None = None, *, files: Mappi
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[report.verdict]
     console.print(f"caspian: [bold {colour}]{summary.split(' ', 1)[0]}[/] {escape(summary.split(' ', 1)[1])}",
                   soft_wrap=True)
+
+
+def placement_line(placement: Mapping[str, Any]) -> str:
+    """One line: the machines, their nodes, the underlay measured and what crossed it."""
+    machines = ", ".join(f"{name} ({len(nodes)} nodes)" for name, nodes in placement["machines"].items())
+    underlay = placement.get("underlay", {})
+    crossing = ", ".join(f"{link} (impaired by {entry['owner']})" for link, entry in placement["crossing"].items())
+    return (f"machines: {machines}, simulated here; underlay {underlay.get('measured_delay_ms', 0):.3f} ms one way "
+            f"(spread {underlay.get('measured_spread_ms', 0):.3f} ms), taken off {crossing or 'no link'}")
 
 
 def fidelity_lines(console: Console, report: Report) -> None:

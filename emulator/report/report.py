@@ -232,6 +232,10 @@ class Report:
     #: emulated_mbps, ...}}, "streams": {name: factor}}; {} when nothing is scaled. Measured
     #: throughputs are the replica's; `*_scaled_back_*` and the link windows are divided by the factor
     scale: dict[str, Any] = field(default_factory=dict)
+    #: the machines of a run across machines (Testbed.placement_summary): "machines" ->
+    #: their nodes, "crossing" links with owner, tunnel and the delay the owner's engine
+    #: held, "underlay" as measured; {} on one machine
+    placement: dict[str, Any] = field(default_factory=dict)
 
     def stream_scale(self, stream: str) -> float:
         """The factor of the scaled links `stream` crossed (1: none)."""
@@ -307,6 +311,7 @@ class Report:
             "captures": dict(self.captures),
             "capture_lost": self.capture_lost,
             "scale": _json_safe(self.scale),
+            "placement": _json_safe(self.placement),
             "errors": list(self.errors),
             "scenario_text": self.scenario_text,
         }
@@ -327,7 +332,7 @@ class Report:
             fidelity=dict(data.get("fidelity", {})), topology=dict(data.get("topology", {})),
             queues={name: [(t, v) for t, v in points] for name, points in data.get("queues", {}).items()},
             captures=dict(data.get("captures", {})), capture_lost=int(data.get("capture_lost", 0)),
-            scale=dict(data.get("scale", {})),
+            scale=dict(data.get("scale", {})), placement=dict(data.get("placement", {})),
         )
 
 

@@ -108,7 +108,7 @@ def execute(testbed: "Testbed", scenario: Scenario, *, progress: Callable[[float
                             {l.name: l.nodes for l in scenario.topology.links}),
         captures=dict(capture["files"]) if capture else {},
         capture_lost=int(capture["lost"]) if capture else 0,
-        scale=got.scale,
+        scale=got.scale, placement=testbed.placement_summary(),
     )
 
 

@@ -16,6 +16,7 @@ from emulator.model.units import format_time
 from emulator.scenario.reader import Document, suggest
 from emulator.scenario.scenario import EVENT_KINDS, Assertion, CaptureSpec, Event, TrafficSpec
 from emulator.model.placement import Placement
+from emulator.model.underlay import SimulatedUnderlay
 from emulator.scenario.topology import Link, Node, RoutingConfig
 
 #: A scenario's duration when the file has no traffic, timeline or assertions.
@@ -40,6 +41,8 @@ class Builder:
     engine_shards: int | None = None
     #: the `placement:` section: the split as written, or how many machines to split over
     placement: Placement | int | None = None
+    #: the `underlay:` section: the machines simulated on this host
+    underlay: SimulatedUnderlay | None = None
     capture: list[CaptureSpec] = field(default_factory=list)
     #: timeline events of each kind (read once, for every routing metric's step label)
     step_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_KINDS, 0))

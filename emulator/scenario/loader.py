@@ -43,7 +43,7 @@ from emulator.scenario.builder import Builder
 from emulator.scenario.capture import read_capture
 from emulator.scenario.links import read_links
 from emulator.scenario.nodes import read_nodes
-from emulator.scenario.placement_section import read_placement
+from emulator.scenario.placement_section import read_placement, read_underlay
 from emulator.scenario.reader import Document, compose, is_null, read_file
 from emulator.scenario.routing_section import read_routing
 from emulator.scenario.scenario import Scenario
@@ -91,7 +91,8 @@ TOP_LEVEL: dict[str, Section] = {
     "nodes": Section(read_nodes, required=True),
     "links": Section(read_links),
     "engine": Section(read_engine),
-    "placement": Section(read_placement),
+    "placement": Section(read_placement, needed_by=("underlay",)),
+    "underlay": Section(read_underlay),
     "duration": Section(read_duration, needed_by=("traffic", "timeline", "assertions")),
     "traffic": Section(read_traffic),
     "timeline": Section(read_timeline),
@@ -133,13 +134,14 @@ def parse_scenario(text: str, *, source: str, base_dir: str | Path | None = None
         if users:
             example = "duration: 20s" if key == "duration" else f"{key}: ..."
             doc.fail(key_nodes[users[0]], key, f"missing {key!r}, which {users[0]!r} needs", f"add '{example}' at the top level")
-    if out.placement is not None and not across_machines:
-        doc.fail(given["placement"], "placement", "this version runs every node on one machine: "
-                 "runs across machines are not built yet (docs/multihost.md)",
-                 "remove 'placement' to run the topology here")
+    if out.placement is not None and out.underlay is None and not across_machines:
+        doc.fail(given["placement"], "placement", "this version runs a placement's machines simulated "
+                 "on this host only: runs across real machines are not built yet (docs/multihost.md)",
+                 "add 'underlay: {delay: 250us}' to simulate two machines here, or remove 'placement'")
     topology = Topology(
         nodes=tuple(out.nodes.values()), links=tuple(out.links.values()), name=out.name, source=source, seed=out.seed,
         routing=out.routing, engine_shards=out.engine_shards, placement=out.placement,
+        underlay=out.underlay,
     )
     return Scenario(
         topology=topology,

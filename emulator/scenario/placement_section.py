@@ -1,4 +1,5 @@
-"""The `placement:` section: which machine runs which node (a topology across machines).
+"""The `placement:` and `underlay:` sections: which machine runs which node (a
+topology across machines), and the underlay of two machines simulated on this host.
 
 Two forms (docs/multihost.md):
 
@@ -18,6 +19,7 @@ import re
 import yaml
 
 from emulator.model.placement import Placement, check_placement
+from emulator.model.underlay import SimulatedUnderlay
 from emulator.scenario.builder import Builder, existing_node
 from emulator.scenario.reader import Document, join_path
 
@@ -66,3 +68,29 @@ def read_placement(doc: Document, node: yaml.Node, path: str, out: Builder) -> N
     if missing:
         doc.fail(node, path, missing[0], "place every node on one of the machines")
     out.placement = Placement(tuple((machine, tuple(nodes)) for machine, nodes in given.items()))
+
+
+#: the `underlay:` section's fields
+UNDERLAY_FIELDS = ("delay", "jitter")
+#: the longest simulated underlay: a continent's width in fibre, one way
+MAX_UNDERLAY_NS = 100_000_000
+
+
+def read_underlay(doc: Document, node: yaml.Node, path: str, out: Builder) -> None:
+    """`underlay: {delay: 250us, jitter: 0us}`: simulate the placement's two machines
+    on this host, joined by an emulated underlay with this delay and jitter."""
+    machines = (len(out.placement.machines) if isinstance(out.placement, Placement)
+                else out.placement)
+    if machines != 2:
+        doc.fail(node, path, f"a simulated underlay joins two machines, the placement has {machines}",
+                 "place the nodes on two machines ('placement: 2'), or remove 'underlay'")
+    fields = {key: value for key, _key_node, value in doc.mapping(node, path, UNDERLAY_FIELDS)}
+    if "delay" not in fields:
+        doc.fail(node, path, "the underlay has no delay", "e.g. underlay: {delay: 250us}")
+    values = {}
+    for key, value in fields.items():
+        here = join_path(path, key)
+        values[key] = doc.time(value, here, key)
+        if not 0 <= values[key] <= MAX_UNDERLAY_NS:
+            doc.fail(value, here, f"{key} must be between 0 and 100ms", "e.g. underlay: {delay: 250us}")
+    out.underlay = SimulatedUnderlay(delay_ns=values["delay"], jitter_ns=values.get("jitter", 0))

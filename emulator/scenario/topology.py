@@ -12,6 +12,7 @@ from typing import Iterator
 from emulator.model.capacity import LinkCapacity
 from emulator.model.linkparams import LinkParams
 from emulator.model.placement import Placement
+from emulator.model.underlay import SimulatedUnderlay
 
 NODE_ROLES = ("host", "router")
 DEFAULT_MTU = 1500
@@ -174,6 +175,10 @@ class Topology:
     #: the machines that run the nodes (`placement:`): the split as written, or how many
     #: machines to split over when the run is planned; None = all on this machine
     placement: Placement | int | None = None
+    #: the machines simulated on this host and the underlay joining them (`underlay:`);
+    #: None with a placement = real machines (their agents), which only `validate` and
+    #: `deploy` take so far
+    underlay: SimulatedUnderlay | None = None
 
     @property
     def dynamic_routing(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from emulator.model.linkparams import LinkParams
+from emulator.network import naming
 from emulator.network.state import RunState
 from emulator.network.teardown import teardown
 from emulator.scenario.topology import Link, LinkEnd, Node, Topology
@@ -71,7 +72,7 @@ def netns_leftovers(prefix: str) -> list[str]:
     from emulator.network.kernel import NETNS_RUN_DIR
 
     try:
-        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(prefix + "-"))
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if naming.of_run(prefix, n))
     except FileNotFoundError:
         return []
 

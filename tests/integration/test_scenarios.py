@@ -61,6 +61,11 @@ def test_shipped_scenario_runs_green(path: str, run_root: str, tmp_path: Path) -
                                  f"{done.stderr[-2000:]}\n{done.stdout[-3000:]}"
     for name in ("report.json", "junit.xml", "delay.png", "topology.png", "index.html"):
         assert (report_dir / name).stat().st_size > 0
+    if "\nunderlay:" in Path(path).read_text():
+        # machines simulated here: where each node ran and how the crossing links were carried
+        placement = json.loads((report_dir / "report.json").read_text())["placement"]
+        assert len(placement["machines"]) == 2 and placement["crossing"], placement
+        assert placement["underlay"]["measured_delay_ms"] >= placement["underlay"]["simulated"]["delay_ms"]
     assert not os.path.exists(run_root) or not os.listdir(run_root), "a run directory was left behind"
 
 
