@@ -2,7 +2,10 @@
 
 Layout of a run with prefix P:
 
-- one namespace per node, `P-NODE`, and one wire namespace `P-wire`;
+- one namespace per node, `P-NODE`, and one wire namespace `P-wire` (or,
+  with machines simulated on this host, one per machine, `P+wire-MACHINE`,
+  and the underlay's `P+underlay`, joined as `emulator.network.machines`
+  lays out);
 - per link k and end a/b a veth pair: the node side inside the node's
   namespace, named after the peer node, MTU = link.mtu; the wire side
   `lk a`/`lk b` in the wire namespace, MTU 9000 so that frames above the
