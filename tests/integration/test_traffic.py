@@ -154,7 +154,16 @@ def test_probe_cut_shows_as_the_longest_gap(make_testbed: Any, tmp_path: os.Path
     # then the cut, which is "now" for a live `cut`, takes probes that the
     # stamps put before it (seen under stress-ng: 0.28 %), inconclusive.
     if m["loss_outside_events_pct"] != 0.0:
-        fail_or_inconclusive(host, f"{m['loss_outside_events_pct']} % of the probes lost outside the cut")
+        lost = f"{m['loss_outside_events_pct']} % of the probes lost outside the cut"
+        held_ms = summary["late_max_ns"] / 1e6
+        if held_ms > 3.0:
+            # the sender itself was held longer than the window's 3 ms somewhere
+            # (its own record, late against its slots): held so between its stamp
+            # and its send, a probe is stamped before the cut and sent inside it.
+            # A stressed repeat run: 0.07 %, the sender held up to 8.5 ms, while
+            # the host's pressure (23 %) stayed under the general threshold.
+            pytest.skip(f"inconclusive: {lost}; the sender was held up to {held_ms:.1f} ms (the window allows 3 ms)")
+        fail_or_inconclusive(host, lost)
 
 
 def iperf3_run(testbed: Any, kind: str, port: int, rate_bps: float, size: int, seconds: float) -> Any:
